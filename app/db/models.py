@@ -1,0 +1,166 @@
+"""Tables. Everything is scoped by installation (one deployment serves many orgs)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON}
+
+
+class Installation(Base):
+    __tablename__ = "installations"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    account_login: Mapped[str] = mapped_column(String(255))
+    account_type: Mapped[str] = mapped_column(String(32), default="Organization")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    suspended: Mapped[bool] = mapped_column(Boolean, default=False)
+    # valid / invalid / missing / unknown (never loaded yet)
+    config_status: Mapped[str] = mapped_column(String(16), default="unknown")
+    config_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    config_sha: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The last valid config stays in force when a newer one is broken.
+    config_text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    config_notes: Mapped[str | None] = mapped_column(Text, nullable=True)
+    config_checked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Repository(Base):
+    __tablename__ = "repositories"
+    __table_args__ = (Index("ix_repositories_installation", "installation_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    installation_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("installations.id", ondelete="CASCADE")
+    )
+    full_name: Mapped[str] = mapped_column(String(255))
+    archived: Mapped[bool] = mapped_column(Boolean, default=False)
+    fork: Mapped[bool] = mapped_column(Boolean, default=False)
+    visibility: Mapped[str] = mapped_column(String(16), default="public")
+    default_branch: Mapped[str] = mapped_column(String(255), default="main")
+    # False once the repository is deleted, transferred away or removed from the installation.
+    present: Mapped[bool] = mapped_column(Boolean, default=True)
+    last_scanned_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # ok / errored
+    last_scan_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    last_scan_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Scan(Base):
+    __tablename__ = "scans"
+    __table_args__ = (Index("ix_scans_installation", "installation_id", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    installation_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("installations.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(String(16))  # full / repo
+    trigger: Mapped[str] = mapped_column(String(64))  # webhook:push, cron, user, command
+    status: Mapped[str] = mapped_column(String(16), default="running")  # running/ok/errored
+    repository_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    errored: Mapped[int] = mapped_column(Integer, default=0)
+    violations_open: Mapped[int] = mapped_column(Integer, default=0)
+    violations_opened: Mapped[int] = mapped_column(Integer, default=0)
+    violations_resolved: Mapped[int] = mapped_column(Integer, default=0)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class Violation(Base):
+    """One row per (repository, policy name); its state flips between open and resolved."""
+
+    __tablename__ = "violations"
+    __table_args__ = (UniqueConstraint("repository_id", "policy", name="uq_violation_repo_policy"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    installation_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("installations.id", ondelete="CASCADE")
+    )
+    repository_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("repositories.id", ondelete="CASCADE")
+    )
+    policy: Mapped[str] = mapped_column(String(255))  # the config's policy name
+    policy_type: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # open / resolved
+    message: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    issue_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    check_run_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # action name -> the violation state that action last reconciled ("open"/"resolved").
+    reconciled: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ActionLog(Base):
+    __tablename__ = "action_log"
+    __table_args__ = (Index("ix_action_log_installation", "installation_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    installation_id: Mapped[int] = mapped_column(BigInteger)
+    repository_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    repository: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    violation_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    policy: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    action: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # success / failed / skipped
+    detail: Mapped[str] = mapped_column(Text, default="")
+    url: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_received", "received_at"),)
+
+    delivery_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    installation_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    outcome: Mapped[str] = mapped_column(String(255), default="queued")

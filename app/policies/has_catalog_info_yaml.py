@@ -1,0 +1,29 @@
+"""catalog-info.yaml (a Backstage catalog entry) exists at the repository root."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from app.policies.base import Needs, RepoSnapshot, Result
+
+PATH = "catalog-info.yaml"
+
+
+class HasCatalogInfoYaml:
+    type: ClassVar[str] = "has_catalog_info_yaml"
+    title: ClassVar[str] = "Repository has a catalog-info.yaml file"
+    needs: ClassVar[Needs] = Needs(files=frozenset({PATH}))
+
+    def evaluate(self, snapshot: RepoSnapshot) -> Result:
+        if snapshot.file(PATH) is not None:
+            return Result(True, f"`{PATH}` is present.")
+        return Result(
+            False,
+            f"`{snapshot.full_name}` has no `{PATH}` at the root of its default branch "
+            f"(`{snapshot.default_branch}`). Add a Backstage catalog entry that names the "
+            "component and its owning team (`spec.owner`).",
+            {"path": PATH},
+        )
+
+
+POLICY = HasCatalogInfoYaml()

@@ -1,0 +1,60 @@
+"""Shared fixtures: a real Redis (private unless REDIS_URL is set) and a real database."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from app.embedded_redis import EmbeddedRedis
+
+pytest_plugins = ["tests.fakegithub.fixtures"]
+
+
+@pytest.fixture(scope="session")
+def redis_server_url() -> Iterator[str]:
+    """REDIS_URL when set, otherwise a private redis-server for the whole session."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    with EmbeddedRedis() as server:
+        yield server.url
+
+
+@pytest.fixture
+async def redis_url(redis_server_url: str) -> AsyncIterator[str]:
+    """A clean Redis database for one test (flushed before and after)."""
+    client = aioredis.Redis.from_url(redis_server_url)
+    await client.flushdb()
+    yield redis_server_url
+    await client.flushdb()
+    await client.aclose()
+
+
+def _database_urls(tmp: Path) -> list[str]:
+    urls = [f"sqlite+aiosqlite:///{tmp}/test.db"]
+    pg = os.environ.get("TEST_DATABASE_URL")
+    if pg:
+        urls.append(pg)
+    return urls
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Storage tests run on SQLite and, when TEST_DATABASE_URL is set, on PostgreSQL too."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path}/test.db"
+    pg = os.environ.get("TEST_DATABASE_URL")
+    if not pg:
+        pytest.skip("TEST_DATABASE_URL is not set")
+    return pg
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """A fresh SQLite database file for one test."""
+    return f"sqlite+aiosqlite:///{tmp_path}/test.db"
