@@ -69,7 +69,7 @@ class Settings(BaseSettings):
         # Platforms that cannot hold multi-line variables pass the PEM with `\n` escapes.
         text = v.get_secret_value().replace("\\n", "\n").strip()
         if "-----BEGIN" not in text or "PRIVATE KEY-----" not in text:
-            raise ValueError("is not a PEM private key (expected '-----BEGIN ... PRIVATE KEY-----')")
+            raise ValueError("is not a PEM private key (no -----BEGIN ... PRIVATE KEY----- line)")
         return SecretStr(text + "\n")
 
     @model_validator(mode="after")

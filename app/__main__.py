@@ -1,0 +1,225 @@
+"""Command line: `python -m app <command>`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+
+from app.settings import Settings, settings_or_exit
+
+
+def _require_redis(settings: Settings) -> str:
+    if not settings.REDIS_URL:
+        print("policy-enforcer: invalid setting: REDIS_URL: not set "
+              "(`python -m app dev` starts an embedded Redis)", file=sys.stderr)
+        raise SystemExit(2)
+    return settings.REDIS_URL
+
+
+async def _check_db(settings: Settings) -> None:
+    from app.db.migrate import NotMigrated, require_migrated
+
+    try:
+        await require_migrated(settings.DATABASE_URL)
+    except NotMigrated as exc:
+        print(f"policy-enforcer: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as exc:
+        print(f"policy-enforcer: DATABASE_URL: cannot connect: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+async def _serve_web(settings: Settings, redis_url: str, stop: asyncio.Event) -> None:
+    from aiohttp import web
+    from arq import create_pool
+    from arq.connections import RedisSettings
+
+    from app.web.app import create_app
+
+    pool = await create_pool(RedisSettings.from_dsn(redis_url))
+    runner = web.AppRunner(create_app(settings, redis=pool, database_url=settings.DATABASE_URL))
+    await runner.setup()
+    site = web.TCPSite(runner, settings.HOST, settings.PORT)
+    await site.start()
+    print(f"policy-enforcer: web listening on http://{settings.HOST}:{settings.PORT}",
+          file=sys.stderr)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await pool.aclose()
+
+
+async def _run_worker(settings: Settings, redis_url: str, stop: asyncio.Event) -> None:
+    from tasks.worker import create_worker
+
+    worker = create_worker(settings, redis_url, handle_signals=False)
+    task = asyncio.create_task(worker.async_run())
+    await stop.wait()
+    await worker.close()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _stop_event() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def cmd_web(settings: Settings) -> int:
+    redis_url = _require_redis(settings)
+
+    async def main() -> None:
+        await _check_db(settings)
+        await _serve_web(settings, redis_url, _stop_event())
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_worker(settings: Settings) -> int:
+    redis_url = _require_redis(settings)
+
+    async def main() -> None:
+        await _check_db(settings)
+        await _run_worker(settings, redis_url, _stop_event())
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_migrate(settings: Settings) -> int:
+    from app.db.migrate import upgrade
+
+    asyncio.run(upgrade(settings.DATABASE_URL))
+    print("policy-enforcer: database migrated", file=sys.stderr)
+    return 0
+
+
+def cmd_dev(settings: Settings) -> int:
+    """Web + worker in one process, with an embedded Redis when REDIS_URL is unset."""
+    from app.db.migrate import upgrade
+    from app.embedded_redis import EmbeddedRedis
+
+    embedded: EmbeddedRedis | None = None
+    redis_url = settings.REDIS_URL
+    if not redis_url:
+        embedded = EmbeddedRedis(persist_dir=Path("data/redis")).start()
+        redis_url = embedded.url
+        print(f"policy-enforcer: embedded Redis on {redis_url}", file=sys.stderr)
+
+    async def main() -> None:
+        if settings.DATABASE_URL.startswith("sqlite"):
+            await upgrade(settings.DATABASE_URL)
+        await _check_db(settings)
+        stop = _stop_event()
+        assert redis_url is not None
+        await asyncio.gather(_serve_web(settings, redis_url, stop),
+                             _run_worker(settings, redis_url, stop))
+
+    try:
+        asyncio.run(main())
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    print("policy-enforcer: stopped", file=sys.stderr)
+    return 0
+
+
+def cmd_scan(settings: Settings, installation: int | None) -> int:
+    from arq import create_pool
+    from arq.connections import RedisSettings
+    from sqlalchemy import select
+
+    from app.db.models import Installation
+    from app.db.session import sessionmaker
+
+    redis_url = _require_redis(settings)
+
+    async def main() -> int:
+        await _check_db(settings)
+        from app.github.client import GitHub
+        from app.services.context import Services
+        from app.services.scanning import request_full_scan
+
+        pool = await create_pool(RedisSettings.from_dsn(redis_url))
+        db = sessionmaker(settings.DATABASE_URL)
+        svc = Services(settings=settings, db=db, redis=pool,
+                       github=GitHub(api_url=settings.GITHUB_API_URL, redis=pool,
+                                     app_id=None, private_key=None))
+        async with db() as session:
+            query = select(Installation.id).where(Installation.active.is_(True))
+            if installation is not None:
+                query = query.where(Installation.id == installation)
+            ids = list(await session.scalars(query))
+        for inst_id in ids:
+            await request_full_scan(svc, inst_id, "user")
+        await pool.aclose()
+        print(f"policy-enforcer: full scan queued for {len(ids)} installation(s)")
+        return 0 if ids else 1
+
+    return asyncio.run(main())
+
+
+def cmd_check_config(path: str) -> int:
+    from app.config import ConfigError, parse_config
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        cfg = parse_config(text, Path(path).name)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(f"{path}: valid, {len(cfg.policies)} policies")
+    for note in cfg.not_enforced_notes():
+        print(f"  note: {note}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app", description="policy-enforcer")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("web", help="serve webhooks and the dashboard")
+    sub.add_parser("worker", help="run an arq worker (scans, actions, nightly cron)")
+    sub.add_parser("dev", help="web + worker (+ embedded Redis when REDIS_URL is unset)")
+    sub.add_parser("migrate", help="apply database migrations")
+    scan = sub.add_parser("scan", help="queue a full scan")
+    scan.add_argument("--installation", type=int, help="only this installation id")
+    check = sub.add_parser("check-config", help="validate a config.yaml file")
+    check.add_argument("file")
+    args = parser.parse_args(argv)
+
+    if args.command == "check-config":
+        return cmd_check_config(args.file)
+    settings = settings_or_exit()
+    from app.logs import setup_logging
+
+    setup_logging(settings)
+    if args.command == "web":
+        return cmd_web(settings)
+    if args.command == "worker":
+        return cmd_worker(settings)
+    if args.command == "migrate":
+        return cmd_migrate(settings)
+    if args.command == "dev":
+        return cmd_dev(settings)
+    if args.command == "scan":
+        return cmd_scan(settings, args.installation)
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""What an action is: an idempotent reconciler from a violation's state to GitHub's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+from urllib.parse import quote
+
+from gidgethub.abc import GitHubAPI
+
+from app.config import PolicyConfig
+
+
+@dataclass
+class ViolationView:
+    id: int
+    policy: str
+    policy_type: str
+    policy_title: str
+    state: str  # open / resolved
+    message: str
+    issue_number: int | None
+
+
+@dataclass
+class ActionContext:
+    gh: GitHubAPI
+    full_name: str
+    html_base: str  # e.g. https://github.com
+    bot_login: str
+    violation: ViolationView
+    policy: PolicyConfig
+
+
+@dataclass
+class Outcome:
+    status: str  # success / failed / skipped
+    detail: str
+    url: str | None = None
+    # Columns of the violation to store (e.g. the issue number).
+    updates: dict[str, Any] = field(default_factory=dict)
+
+
+class Action(Protocol):
+    name: ClassVar[str]
+    # Actions run in ascending order: an issue is filed before the repository is archived.
+    order: ClassVar[int]
+
+    async def reconcile(self, ctx: ActionContext) -> Outcome: ...
+
+
+def marker(policy_name: str) -> str:
+    """Hidden in issue bodies so an issue is found again even if the database is lost."""
+    return f"<!-- policy-enforcer:policy={quote(policy_name, safe='')} -->"

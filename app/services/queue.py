@@ -1,0 +1,70 @@
+"""Coalesced jobs: a burst of requests for one key runs once, and none is lost.
+
+A job for `key` gets the id `key@gen`, where `gen` is a counter the job increments as it
+starts. Requests made before the job starts share its id (and are coalesced by arq);
+a request made after it started reads the new counter and queues one more run.
+A Redis lock keeps two runs for the same key from overlapping.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+from arq.connections import ArqRedis
+from redis.asyncio.lock import Lock
+
+
+def _gen_key(key: str) -> str:
+    return f"pe:gen:{key}"
+
+
+def _notes_key(key: str) -> str:
+    return f"pe:notes:{key}"
+
+
+async def enqueue_coalesced(redis: ArqRedis, function: str, key: str, *args: Any,
+                            note: dict[str, Any] | None = None,
+                            defer_by: float | None = None) -> bool:
+    """Queue `function(*args)` unless a run for `key` that has not started yet is queued.
+
+    `note` is attached to whichever run picks the request up (e.g. which full scan or
+    trigger asked for it). Returns True when a new job was queued.
+    """
+    if note is not None:
+        await redis.sadd(_notes_key(key), json.dumps(note, sort_keys=True))  # type: ignore[misc]
+    gen = int(await redis.get(_gen_key(key)) or 0)
+    job = await redis.enqueue_job(function, *args, _job_id=f"{key}@{gen}",
+                                  _defer_by=defer_by)
+    return job is not None
+
+
+async def start_coalesced(redis: ArqRedis, key: str) -> list[dict[str, Any]]:
+    """Call first thing in the job: later requests get a new run; returns the notes."""
+    await redis.incr(_gen_key(key))
+    return await take_notes(redis, key)
+
+
+async def take_notes(redis: ArqRedis, key: str) -> list[dict[str, Any]]:
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.smembers(_notes_key(key))
+        pipe.delete(_notes_key(key))
+        members, _ = await pipe.execute()
+    return [json.loads(m) for m in sorted(members)]
+
+
+@asynccontextmanager
+async def exclusive(redis: ArqRedis, key: str, hold: float = 600,
+                    wait: float = 900) -> AsyncIterator[None]:
+    """Hold the lock for `key`; a second run for the same key waits its turn."""
+    lock = Lock(redis, f"pe:lock:{key}", timeout=hold, blocking_timeout=wait)
+    if not await lock.acquire():
+        raise TimeoutError(f"lock {key} still held after {wait} s")
+    try:
+        yield
+    finally:
+        # The lock may have expired; then there is nothing left to release.
+        with suppress(Exception):
+            await lock.release()

@@ -1,0 +1,90 @@
+"""Database helpers shared by the services: upserts of installations and repositories."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import Installation, Repository, Scan, utcnow
+
+
+async def ensure_installation(db: AsyncSession, installation_id: int,
+                              account: Mapping[str, Any] | None = None) -> Installation:
+    inst = await db.get(Installation, installation_id)
+    if inst is None:
+        inst = Installation(id=installation_id, account_login=str((account or {}).get("login", "")),
+                            account_type=str((account or {}).get("type", "Organization")))
+        db.add(inst)
+        await db.flush()
+    elif account:
+        inst.account_login = str(account.get("login", inst.account_login))
+        inst.account_type = str(account.get("type", inst.account_type))
+    return inst
+
+
+def _visibility(data: Mapping[str, Any]) -> str:
+    vis = data.get("visibility")
+    if isinstance(vis, str):
+        return vis
+    return "private" if data.get("private") else "public"
+
+
+async def upsert_repository(db: AsyncSession, installation_id: int,
+                            data: Mapping[str, Any]) -> Repository:
+    """Create or update a repository from a REST or webhook repository object."""
+    repo = await db.get(Repository, int(data["id"]))
+    if repo is None:
+        repo = Repository(id=int(data["id"]), installation_id=installation_id,
+                          full_name=str(data["full_name"]))
+        db.add(repo)
+    repo.installation_id = installation_id
+    repo.full_name = str(data["full_name"])
+    repo.present = True
+    if "archived" in data:
+        repo.archived = bool(data["archived"])
+    if "fork" in data:
+        repo.fork = bool(data["fork"])
+    if "visibility" in data or "private" in data:
+        repo.visibility = _visibility(data)
+    if data.get("default_branch"):
+        repo.default_branch = str(data["default_branch"])
+    await db.flush()
+    return repo
+
+
+async def mark_removed(db: AsyncSession, repo_ids: Iterable[int]) -> None:
+    ids = list(repo_ids)
+    if ids:
+        await db.execute(update(Repository).where(Repository.id.in_(ids)).values(present=False))
+
+
+async def scannable_repositories(db: AsyncSession, installation_id: int) -> list[Repository]:
+    rows = await db.scalars(
+        select(Repository).where(
+            Repository.installation_id == installation_id,
+            Repository.present.is_(True),
+            Repository.archived.is_(False),
+            Repository.fork.is_(False),
+        ).order_by(Repository.full_name)
+    )
+    return list(rows)
+
+
+async def bump_scan(db: AsyncSession, scan_id: int, *, ok: bool, opened: int = 0,
+                    resolved: int = 0) -> None:
+    """Count one finished repository in a scan; close the scan when all are counted."""
+    done, errored = (1, 0) if ok else (0, 1)
+    await db.execute(
+        update(Scan).where(Scan.id == scan_id).values(
+            done=Scan.done + done, errored=Scan.errored + errored,
+            violations_opened=Scan.violations_opened + opened,
+            violations_resolved=Scan.violations_resolved + resolved,
+        )
+    )
+    scan = await db.get(Scan, scan_id, populate_existing=True)
+    if scan is not None and scan.status == "running" and scan.done + scan.errored >= scan.total:
+        scan.status = "errored" if scan.errored else "ok"
+        scan.finished_at = utcnow()

@@ -1,0 +1,61 @@
+"""arq worker settings: job functions, the nightly cron and the shared services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq import cron, func
+from arq.connections import RedisSettings
+from arq.worker import Worker
+
+from app.cron import parse_cron
+from app.db.migrate import require_migrated
+from app.db.session import dispose_all, sessionmaker
+from app.github.client import GitHub
+from app.services.context import Services
+from app.settings import Settings
+from tasks import jobs
+
+# Results are not kept: job ids must be reusable as soon as a job finishes.
+FUNCTIONS = [
+    func(jobs.handle_webhook, name="handle_webhook", keep_result=0, max_tries=jobs.MAX_TRIES),
+    func(jobs.scan_installation, name="scan_installation", keep_result=0, max_tries=1000),
+    func(jobs.scan_repo, name="scan_repo", keep_result=0, max_tries=1000),
+    func(jobs.reconcile_violation, name="reconcile_violation", keep_result=0, max_tries=1000),
+    func(jobs.run_command, name="run_command", keep_result=0, max_tries=50),
+]
+
+
+def worker_settings(settings: Settings, redis_url: str) -> dict[str, Any]:
+    async def startup(ctx: dict[str, Any]) -> None:
+        await require_migrated(settings.DATABASE_URL)
+        github = GitHub(api_url=settings.GITHUB_API_URL, redis=ctx["redis"],
+                        app_id=settings.APP_ID,
+                        private_key=settings.private_key_pem() if settings.PRIVATE_KEY else None)
+        ctx["services"] = Services(settings=settings, db=sessionmaker(settings.DATABASE_URL),
+                                   github=github, redis=ctx["redis"])
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        services: Services | None = ctx.get("services")
+        if services is not None:
+            await services.github.close()
+        await dispose_all()
+
+    return {
+        "functions": FUNCTIONS,
+        # unique=True (arq's default) makes one worker run the cron even with several.
+        "cron_jobs": [cron(jobs.nightly_scan, name="nightly_scan", unique=True,
+                           run_at_startup=False, **parse_cron(settings.SCAN_CRON))],
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "redis_settings": RedisSettings.from_dsn(redis_url),
+        "max_jobs": 20,
+        "job_timeout": 1800,
+        "keep_result": 0,
+        "retry_jobs": True,
+        "handle_signals": True,
+    }
+
+
+def create_worker(settings: Settings, redis_url: str, **overrides: Any) -> Worker:
+    return Worker(**{**worker_settings(settings, redis_url), **overrides})
