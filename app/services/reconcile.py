@@ -20,13 +20,13 @@ class ActionFailed(Exception):
     """An action failed; later actions of the policy wait (e.g. no archive before the issue)."""
 
 
-def _policy_config(v: Violation, cfg_policies: dict[str, PolicyConfig]) -> PolicyConfig:
+def _policy_config(v: Violation, cfg_policies: dict[str, PolicyConfig]) -> PolicyConfig | None:
     pc = cfg_policies.get(v.policy)
-    if pc is not None:
+    if pc is not None or not v.issue_number:
         return pc
-    # The policy left the config: its issue, if any, is still closed properly.
-    actions = ("create-issue",) if v.issue_number else ()
-    return PolicyConfig(name=v.policy, type=v.policy_type, actions=actions)
+    # The policy left the config: its issue is still closed properly.
+    return PolicyConfig.model_validate(
+        {"name": v.policy, "type": v.policy_type, "action": ["create-issue"]})
 
 
 async def reconcile_violation(svc: Services, installation_id: int, violation_id: int) -> int:
@@ -41,6 +41,8 @@ async def reconcile_violation(svc: Services, installation_id: int, violation_id:
             return 0
         cfg = config_for(inst)
         pc = _policy_config(v, {p.name: p for p in cfg.policies} if cfg else {})
+        if pc is None:
+            return 0
         full_name = repo.full_name
     gh = svc.github.installation(installation_id)
     bot_login = await svc.github.bot_login()
