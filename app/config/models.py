@@ -1,0 +1,293 @@
+"""Typed, frozen models of the organization's `config.yaml`.
+
+The models validate themselves (so code that builds them directly gets the same rules as a
+parsed file); `app.config.loader` maps their errors back to YAML lines.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from collections.abc import Set as AbstractSet
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from app.policies import REGISTRY, Policy
+
+__all__ = [
+    "ACTION_NAMES",
+    "ENFORCED_ACTIONS",
+    "AccessControl",
+    "BlockPrsDetails",
+    "IssueDetails",
+    "OrgConfig",
+    "PolicyConfig",
+    "PrCommentDetails",
+    "describe_value",
+    "normalize_action",
+]
+
+# Every action a policy may name, in the dashed spelling the parsed config always uses.
+ACTION_NAMES: tuple[str, ...] = (
+    "archive-repo",
+    "block-prs",
+    "comment-on-prs",
+    "create-issue",
+    "log-only",
+)
+# Actions this release performs; the others parse, and OrgConfig.not_enforced_notes() says so.
+ENFORCED_ACTIONS: frozenset[str] = frozenset({"create-issue", "archive-repo", "log-only"})
+
+# The violations table keys on the policy name in a VARCHAR(255).
+MAX_POLICY_NAME = 255
+# GitHub's own limits; longer values would only fail later, when the action runs.
+MAX_ISSUE_TITLE = 256
+MAX_ISSUE_BODY = 65536
+MAX_LABEL = 50
+
+_ORG = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_TEAM_SLUG = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?"
+_TEAM_RE = re.compile(rf"(?P<org>{_ORG})/(?P<team>{_TEAM_SLUG})")
+
+
+def describe_value(value: object) -> str:
+    """How a YAML value reads in an error message: its kind, and the value when short."""
+    if value is None:
+        return "null (an empty value)"
+    if isinstance(value, bool):
+        return f"a boolean ({'true' if value else 'false'})"
+    if isinstance(value, int | float):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"a string ({shown!r})"
+    if isinstance(value, _dt.date):
+        return f"a date ({value.isoformat()})"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, AbstractSet):
+        return "a set (!!set)"
+    if isinstance(value, bytes):
+        return "binary data (!!binary)"
+    return f"a {type(value).__name__}"
+
+
+def _error(kind: str, message: str) -> PydanticCustomError:
+    # No context: pydantic then keeps the message verbatim, braces and all.
+    return PydanticCustomError(kind, message)
+
+
+def normalize_action(value: object) -> str:
+    """`create_issue` → `create-issue`; anything not in ACTION_NAMES is an error."""
+    if not isinstance(value, str):
+        raise _error("action_type", f"expected an action name, got {describe_value(value)}")
+    name = value.replace("_", "-")
+    if name not in ACTION_NAMES:
+        raise _error(
+            "unknown_action",
+            f"unknown action {value!r} (expected one of: {', '.join(ACTION_NAMES)})",
+        )
+    return name
+
+
+ActionName = Annotated[str, BeforeValidator(normalize_action)]
+
+
+def _non_blank(value: str, what: str) -> str:
+    if not value.strip():
+        raise _error("blank", f"{what} must not be empty")
+    if value != value.strip():
+        raise _error("whitespace", f"{what} must not start or end with whitespace")
+    return value
+
+
+def _max_len(value: str, limit: int, what: str) -> str:
+    if len(value) > limit:
+        raise _error("too_long", f"{what} is {len(value)} characters long; the limit is {limit}")
+    return value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AccessControl(_Model):
+    """Who may use the dashboard: members of one GitHub team."""
+
+    authorized_team: str
+
+    @field_validator("authorized_team")
+    @classmethod
+    def _team(cls, value: str) -> str:
+        if _TEAM_RE.fullmatch(value) is None:
+            raise _error(
+                "team_format",
+                f"must be 'org/team-slug' (for example 'my-org/platform-team'), got {value!r}",
+            )
+        return value
+
+    @property
+    def org(self) -> str:
+        return self.authorized_team.split("/", 1)[0]
+
+    @property
+    def team_slug(self) -> str:
+        return self.authorized_team.split("/", 1)[1]
+
+
+class IssueDetails(_Model):
+    """The issue `create-issue` files. None means: use the policy's title / the violation."""
+
+    # None: the issue is titled with the policy's own title (REGISTRY[type].title).
+    title: str | None = None
+    # None: the issue body is the violation message the policy produced.
+    body: str | None = None
+    labels: tuple[str, ...] = ()
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return _max_len(_non_blank(value, "the issue title"), MAX_ISSUE_TITLE, "the issue title")
+
+    @field_validator("body")
+    @classmethod
+    def _body(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.strip():
+            raise _error("blank", "the issue body must not be empty")
+        return _max_len(value, MAX_ISSUE_BODY, "the issue body")
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for label in value:
+            _max_len(_non_blank(label, "a label"), MAX_LABEL, f"label {label!r}")
+        seen: set[str] = set()
+        for label in value:
+            # GitHub label names are case-insensitive.
+            if label.lower() in seen:
+                raise _error("duplicate_label", f"label {label!r} is listed more than once")
+            seen.add(label.lower())
+        return value
+
+
+class PrCommentDetails(_Model):
+    """For `comment-on-prs` (parsed, not enforced yet): the comment to post."""
+
+    message: str
+
+    @field_validator("message")
+    @classmethod
+    def _message(cls, value: str) -> str:
+        if not value.strip():
+            raise _error("blank", "the comment message must not be empty")
+        return _max_len(value, MAX_ISSUE_BODY, "the comment message")
+
+
+class BlockPrsDetails(_Model):
+    """For `block-prs` (parsed, not enforced yet): the commit status that fails the PR."""
+
+    status_check_name: str
+
+    @field_validator("status_check_name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _non_blank(value, "the status check name")
+
+
+class PolicyConfig(_Model):
+    """One entry of `policies`: which check runs and what happens on a violation."""
+
+    name: str
+    type: str
+    # YAML key `action`: one action or a list; always a non-empty tuple of dashed names here.
+    actions: tuple[ActionName, ...] = Field(alias="action")
+    issue_details: IssueDetails | None = None
+    pr_comment_details: PrCommentDetails | None = None
+    block_prs_details: BlockPrsDetails | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _max_len(_non_blank(value, "the policy name"), MAX_POLICY_NAME, "the policy name")
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, value: str) -> str:
+        if value not in REGISTRY:
+            raise _error(
+                "unknown_policy_type",
+                f"unknown policy type {value!r} (expected one of: {', '.join(REGISTRY)})",
+            )
+        return value
+
+    @field_validator("actions", mode="before")
+    @classmethod
+    def _actions_shape(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, list | tuple):
+            if not value:
+                raise _error(
+                    "empty_actions",
+                    "the action list is empty; give at least one of: " + ", ".join(ACTION_NAMES),
+                )
+            return value
+        raise _error(
+            "actions_type",
+            f"expected an action or a list of actions, got {describe_value(value)}",
+        )
+
+    @field_validator("actions")
+    @classmethod
+    def _actions_unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        seen: set[str] = set()
+        for action in value:
+            if action in seen:
+                raise _error("duplicate_action", f"action {action!r} is listed more than once")
+            seen.add(action)
+        return value
+
+    @property
+    def policy(self) -> Policy:
+        """The registered policy implementation for `type`."""
+        return REGISTRY[self.type]
+
+    def not_enforced_actions(self) -> tuple[str, ...]:
+        return tuple(a for a in self.actions if a not in ENFORCED_ACTIONS)
+
+
+class OrgConfig(_Model):
+    """The whole `config.yaml`."""
+
+    # None when the file has no `access_control` section.
+    access_control: AccessControl | None = None
+    policies: tuple[PolicyConfig, ...]
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> OrgConfig:
+        seen: set[str] = set()
+        for policy in self.policies:
+            if policy.name in seen:
+                raise _error(
+                    "duplicate_policy_name",
+                    f"duplicate policy name {policy.name!r}: names identify violations, "
+                    "so each policy needs its own",
+                )
+            seen.add(policy.name)
+        return self
+
+    def not_enforced_notes(self) -> list[str]:
+        """One line per (policy, action) this release parses but does not perform."""
+        return [
+            f"policy {policy.name!r}: action {action!r} is not enforced yet"
+            for policy in self.policies
+            for action in policy.not_enforced_actions()
+        ]

@@ -1,0 +1,109 @@
+"""The whole app on real parts: web server on a socket, arq worker, Redis, database,
+pointed at the fake GitHub server."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from arq import create_pool
+from arq.connections import ArqRedis, RedisSettings
+from sqlalchemy import select
+
+from app.db.models import ActionLog, Installation, Repository, Scan, Violation
+from app.db.session import dispose_all, sessionmaker
+from app.settings import Settings
+from app.web.app import create_app
+from app.web.webhooks import sign
+from tasks.worker import create_worker
+from tests.dbutil import fresh_database
+
+WEBHOOK_SECRET = "e2e-webhook-secret"
+
+
+class Stack:
+    def __init__(self, settings: Settings, redis: ArqRedis, base_url: str,
+                 session: aiohttp.ClientSession) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.base_url = base_url
+        self.http = session
+        self.db = sessionmaker(settings.DATABASE_URL)
+        self.jobs_run = 0
+
+    async def deliver(self, event: str, payload: dict[str, Any],
+                      delivery_id: str | None = None) -> tuple[int, dict[str, Any]]:
+        body = json.dumps(payload).encode()
+        headers = {
+            "X-GitHub-Event": event,
+            "X-GitHub-Delivery": delivery_id or str(uuid.uuid4()),
+            "X-Hub-Signature-256": sign(body, WEBHOOK_SECRET),
+            "Content-Type": "application/json",
+            "User-Agent": "GitHub-Hookshot/e2e",
+        }
+        async with self.http.post(f"{self.base_url}/api/github/webhooks", data=body,
+                                  headers=headers) as resp:
+            return resp.status, await resp.json()
+
+    async def drain(self, **overrides: Any) -> int:
+        """Run a worker until the queue (deferred jobs included) is empty."""
+        worker = create_worker(self.settings, str(self.settings.REDIS_URL), burst=True,
+                               poll_delay=0.02, handle_signals=False, **overrides)
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
+        self.jobs_run += worker.jobs_complete + worker.jobs_failed + worker.jobs_retried
+        return int(worker.jobs_complete)
+
+    async def violations(self, state: str | None = None) -> list[Violation]:
+        async with self.db() as db:
+            query = select(Violation).order_by(Violation.id)
+            if state:
+                query = query.where(Violation.state == state)
+            return list(await db.scalars(query))
+
+    async def scans(self) -> list[Scan]:
+        async with self.db() as db:
+            return list(await db.scalars(select(Scan).order_by(Scan.id)))
+
+    async def action_log(self) -> list[ActionLog]:
+        async with self.db() as db:
+            return list(await db.scalars(select(ActionLog).order_by(ActionLog.id)))
+
+    async def installation(self, inst_id: int) -> Installation | None:
+        async with self.db() as db:
+            return await db.get(Installation, inst_id)
+
+    async def repositories(self) -> list[Repository]:
+        async with self.db() as db:
+            return list(await db.scalars(select(Repository).order_by(Repository.full_name)))
+
+
+@asynccontextmanager
+async def running_stack(*, github_url: str, app_id: int, private_key: str, redis_url: str,
+                        database_url: str, **extra: Any) -> AsyncIterator[Stack]:
+    await fresh_database(database_url)
+    settings = Settings(
+        APP_ID=app_id, PRIVATE_KEY=private_key, WEBHOOK_SECRET=WEBHOOK_SECRET,
+        GITHUB_API_URL=github_url, DATABASE_URL=database_url, REDIS_URL=redis_url,
+        _env_file=None, **extra,  # type: ignore[call-arg]
+    )
+    pool = await create_pool(RedisSettings.from_dsn(redis_url))
+    runner = web.AppRunner(create_app(settings, redis=pool, database_url=database_url))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield Stack(settings, pool, f"http://127.0.0.1:{port}", session)
+    finally:
+        await runner.cleanup()
+        await pool.aclose()
+        await dispose_all()
