@@ -17,6 +17,8 @@ from sqlalchemy import select
 
 from app.db.models import ActionLog, Installation, Repository, Scan, Violation
 from app.db.session import dispose_all, sessionmaker
+from app.github.client import GitHub
+from app.services.context import Services
 from app.settings import Settings
 from app.web.app import create_app
 from app.web.webhooks import sign
@@ -42,7 +44,7 @@ class Stack:
         headers = {
             "X-GitHub-Event": event,
             "X-GitHub-Delivery": delivery_id or str(uuid.uuid4()),
-            "X-Hub-Signature-256": sign(body, WEBHOOK_SECRET),
+            "X-Hub-Signature-256": sign(WEBHOOK_SECRET, body),
             "Content-Type": "application/json",
             "User-Agent": "GitHub-Hookshot/e2e",
         }
@@ -107,3 +109,11 @@ async def running_stack(*, github_url: str, app_id: int, private_key: str, redis
         await runner.cleanup()
         await pool.aclose()
         await dispose_all()
+
+
+def services_for(stack: Stack) -> Services:
+    """Services for calling the app's service functions directly from a test."""
+    s = stack.settings
+    return Services(settings=s, db=stack.db, redis=stack.redis,
+                    github=GitHub(api_url=s.GITHUB_API_URL, redis=stack.redis,
+                                  app_id=s.APP_ID, private_key=s.private_key_pem()))

@@ -1,0 +1,304 @@
+"""JSON renderings of the fake's objects, in the shapes of GitHub's REST description.
+
+The key sets and URL layouts come from templated fixtures (fixtures/*.json) that were trimmed
+from the examples in @octokit/openapi; `<api>`, `<web>`, `<owner>`, ... are filled per object.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from tests.fakegithub.state import (
+    Comment,
+    FakeState,
+    Installation,
+    Issue,
+    Label,
+    Reaction,
+    Repo,
+    User,
+    git_blob_sha,
+    iso,
+    node_id,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+RAW_URL = "https://raw.githubusercontent.com"
+MAX_INLINE_CONTENT = 1024 * 1024
+
+
+@cache
+def _template(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((FIXTURES / name).read_text())
+    return data
+
+
+def _fill(obj: Any, subs: dict[str, str]) -> Any:
+    if isinstance(obj, dict):
+        return {k: _fill(v, subs) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_fill(v, subs) for v in obj]
+    if isinstance(obj, str) and "<" in obj:
+        for token, value in subs.items():
+            obj = obj.replace(token, value)
+    return obj
+
+
+def from_template(name: str, subs: dict[str, str]) -> dict[str, Any]:
+    filled: dict[str, Any] = _fill(copy.deepcopy(_template(name)), subs)
+    return filled
+
+
+def _base(st: FakeState) -> dict[str, str]:
+    return {"<api>": st.api_url, "<web>": st.web_url}
+
+
+def user(st: FakeState, u: User) -> dict[str, Any]:
+    login = quote(u.login, safe="")
+    d = from_template("user.json", {**_base(st), "<login>": login, "<id>": str(u.id)})
+    d.update(login=u.login, id=u.id, node_id=node_id(u.type, u.id), type=u.type,
+             site_admin=u.site_admin)
+    if u.type == "Bot" and u.login.endswith("[bot]"):
+        d["html_url"] = f"{st.web_url}/apps/{u.login.removesuffix('[bot]')}"
+    return d
+
+
+def author_association(st: FakeState, repo: Repo, u: User) -> str:
+    if u is repo.owner:
+        return "OWNER"
+    perm = repo.collaborators.get(u.login.lower(), "none")
+    if perm == "none":
+        return "NONE"
+    return "MEMBER" if repo.owner.type == "Organization" else "COLLABORATOR"
+
+
+def repo(st: FakeState, r: Repo) -> dict[str, Any]:
+    d = from_template("repository.json", {**_base(st), "<owner>": r.owner.login, "<repo>": r.name})
+    open_issues = r.open_issues_count()
+    d.update(
+        id=r.id,
+        node_id=node_id("Repository", r.id),
+        name=r.name,
+        full_name=r.full_name,
+        owner=user(st, r.owner),
+        private=r.private,
+        visibility=r.visibility,
+        description=r.description,
+        fork=r.fork,
+        archived=r.archived,
+        disabled=r.disabled,
+        is_template=r.is_template,
+        has_issues=r.has_issues,
+        default_branch=r.default_branch,
+        topics=list(r.topics),
+        open_issues_count=open_issues,
+        open_issues=open_issues,
+        created_at=iso(r.created_at),
+        updated_at=iso(r.updated_at),
+        pushed_at=iso(r.pushed_at),
+        permissions={"admin": False, "maintain": False, "push": True, "triage": True,
+                     "pull": True},
+    )
+    return d
+
+
+def label(st: FakeState, r: Repo, lab: Label) -> dict[str, Any]:
+    return {
+        "id": lab.id,
+        "node_id": node_id("Label", lab.id),
+        "url": f"{st.api_url}/repos/{r.full_name}/labels/{quote(lab.name, safe='')}",
+        "name": lab.name,
+        "color": lab.color,
+        "default": lab.default,
+        "description": lab.description,
+    }
+
+
+def reactions_summary(url: str, reactions: list[Reaction]) -> dict[str, Any]:
+    summary: dict[str, Any] = {"url": url, "total_count": len(reactions)}
+    for content in ("+1", "-1", "laugh", "hooray", "confused", "heart", "rocket", "eyes"):
+        summary[content] = sum(1 for r in reactions if r.content == content)
+    return summary
+
+
+def app(st: FakeState) -> dict[str, Any]:
+    d = from_template("app.json", _base(st))
+    d.update(
+        id=st.app_id,
+        slug=st.app_slug,
+        client_id=st.app_client_id,
+        node_id=node_id("Integration", st.app_id),
+        owner=user(st, st.app_owner),
+        name=st.app_name,
+        description="Enforces repository policies.",
+        external_url=f"{st.web_url}/{st.app_owner.login}",
+        html_url=f"{st.web_url}/apps/{st.app_slug}",
+        created_at=iso(st.created_at),
+        updated_at=iso(st.created_at),
+        permissions={"actions": "read", "administration": "read", "contents": "read",
+                     "issues": "write", "metadata": "read"},
+        events=["issue_comment", "push", "repository"],
+        installations_count=len(st.installations),
+    )
+    return d
+
+
+def installation(st: FakeState, inst: Installation) -> dict[str, Any]:
+    d = from_template("installation.json", _base(st))
+    acct = inst.account
+    html = (
+        f"{st.web_url}/organizations/{acct.login}/settings/installations/{inst.id}"
+        if acct.type == "Organization"
+        else f"{st.web_url}/settings/installations/{inst.id}"
+    )
+    d.update(
+        id=inst.id,
+        account=user(st, acct),
+        repository_selection=inst.repository_selection,
+        access_tokens_url=f"{st.api_url}/app/installations/{inst.id}/access_tokens",
+        repositories_url=f"{st.api_url}/installation/repositories",
+        html_url=html,
+        app_id=st.app_id,
+        app_slug=st.app_slug,
+        client_id=st.app_client_id,
+        target_id=acct.id,
+        target_type=acct.type,
+        permissions=dict(inst.permissions),
+        events=list(inst.events),
+        single_file_name=None,
+        has_multiple_single_files=False,
+        single_file_paths=[],
+        created_at=iso(inst.created_at),
+        updated_at=iso(inst.updated_at),
+        suspended_at=iso(inst.suspended_at) if inst.suspended_at else None,
+        suspended_by=user(st, inst.suspended_by) if inst.suspended_by else None,
+    )
+    return d
+
+
+def issue(st: FakeState, i: Issue) -> dict[str, Any]:
+    r = i.repo
+    d = from_template(
+        "issue.json",
+        {**_base(st), "<owner>": r.owner.login, "<repo>": r.name, "<number>": str(i.number)},
+    )
+    base = f"{st.api_url}/repos/{r.full_name}/issues/{i.number}"
+    d.update(
+        id=i.id,
+        node_id=node_id("Issue", i.id),
+        number=i.number,
+        title=i.title,
+        body=i.body,
+        user=user(st, i.user),
+        labels=[label(st, r, r.labels[n.lower()]) for n in i.labels if n.lower() in r.labels],
+        state=i.state,
+        state_reason=i.state_reason,
+        locked=i.locked,
+        comments=len(i.comments),
+        created_at=iso(i.created_at),
+        updated_at=iso(i.updated_at),
+        closed_at=iso(i.closed_at) if i.closed_at else None,
+        closed_by=user(st, i.closed_by) if i.closed_by else None,
+        author_association=author_association(st, r, i.user),
+        performed_via_github_app=app(st) if i.via_app else None,
+        timeline_url=f"{base}/timeline",
+        reactions=reactions_summary(f"{base}/reactions", []),
+    )
+    return d
+
+
+def comment(st: FakeState, c: Comment) -> dict[str, Any]:
+    r = c.repo
+    d = from_template(
+        "issue_comment.json",
+        {**_base(st), "<owner>": r.owner.login, "<repo>": r.name,
+         "<number>": str(c.issue_number), "<id>": str(c.id)},
+    )
+    d.update(
+        id=c.id,
+        node_id=node_id("IssueComment", c.id),
+        body=c.body,
+        user=user(st, c.user),
+        created_at=iso(c.created_at),
+        updated_at=iso(c.updated_at),
+        author_association=author_association(st, r, c.user),
+        performed_via_github_app=app(st) if c.via_app else None,
+        reactions=reactions_summary(f"{d['url']}/reactions", c.reactions),
+    )
+    return d
+
+
+def reaction(st: FakeState, x: Reaction) -> dict[str, Any]:
+    return {
+        "id": x.id,
+        "node_id": node_id("Reaction", x.id),
+        "user": user(st, x.user),
+        "content": x.content,
+        "created_at": iso(x.created_at),
+    }
+
+
+def _links(url: str, git_url: str, html_url: str) -> dict[str, str]:
+    return {"self": url, "git": git_url, "html": html_url}
+
+
+def content_file(st: FakeState, r: Repo, path: str, text: str, ref: str) -> dict[str, Any]:
+    data = text.encode()
+    sha = git_blob_sha(data)
+    if len(data) > MAX_INLINE_CONTENT:
+        # GitHub omits content over 1 MB: encoding "none", empty content; ask for raw instead.
+        encoding, wrapped = "none", ""
+    else:
+        b64 = base64.b64encode(data).decode()
+        # GitHub wraps the base64 at 60 characters, each line newline-terminated.
+        encoding = "base64"
+        wrapped = "".join(b64[i : i + 60] + "\n" for i in range(0, len(b64), 60))
+    qpath = quote(path)
+    url = f"{st.api_url}/repos/{r.full_name}/contents/{qpath}?ref={quote(ref, safe='')}"
+    git_url = f"{st.api_url}/repos/{r.full_name}/git/blobs/{sha}"
+    html_url = f"{st.web_url}/{r.full_name}/blob/{ref}/{qpath}"
+    return {
+        "type": "file",
+        "encoding": encoding,
+        "size": len(data),
+        "name": path.rsplit("/", 1)[-1],
+        "path": path,
+        "content": wrapped,
+        "sha": sha,
+        "url": url,
+        "git_url": git_url,
+        "html_url": html_url,
+        "download_url": f"{RAW_URL}/{r.full_name}/{ref}/{qpath}",
+        "_links": _links(url, git_url, html_url),
+    }
+
+
+def content_entry(
+    st: FakeState, r: Repo, path: str, kind: str, text: str | None, ref: str
+) -> dict[str, Any]:
+    """One entry of a directory listing (no content), "file" or "dir"."""
+    data = (text or "").encode()
+    sha = git_blob_sha(data) if kind == "file" else git_blob_sha(path.encode())
+    qpath = quote(path)
+    url = f"{st.api_url}/repos/{r.full_name}/contents/{qpath}?ref={quote(ref, safe='')}"
+    git_kind = "blobs" if kind == "file" else "trees"
+    git_url = f"{st.api_url}/repos/{r.full_name}/git/{git_kind}/{sha}"
+    html_url = f"{st.web_url}/{r.full_name}/{'blob' if kind == 'file' else 'tree'}/{ref}/{qpath}"
+    return {
+        "type": kind,
+        "size": len(data) if kind == "file" else 0,
+        "name": path.rsplit("/", 1)[-1],
+        "path": path,
+        "sha": sha,
+        "url": url,
+        "git_url": git_url,
+        "html_url": html_url,
+        "download_url": f"{RAW_URL}/{r.full_name}/{ref}/{qpath}" if kind == "file" else None,
+        "_links": _links(url, git_url, html_url),
+    }

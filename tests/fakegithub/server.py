@@ -1,0 +1,1316 @@
+"""An aiohttp server that answers like api.github.com, backed by a FakeState.
+
+One middleware does what GitHub does around every endpoint, in GitHub's order: injected
+faults, authentication, the primary (hourly) rate limit, secondary limits, the handler, then
+ETag/304 and the x-ratelimit-* headers. Handlers only deal with resources.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import math
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any, TypeVar
+
+import jwt
+from aiohttp import web
+
+from tests.fakegithub import render
+from tests.fakegithub.state import (
+    PERMISSION_LEVELS,
+    REACTION_CONTENTS,
+    Comment,
+    FailRule,
+    FakeState,
+    Installation,
+    Issue,
+    RateBucket,
+    Reaction,
+    Repo,
+    RequestRecord,
+    Token,
+    User,
+    iso,
+    node_id,
+)
+
+log = logging.getLogger(__name__)
+
+STATE = web.AppKey("fakegithub_state", FakeState)
+DOC_REST = "https://docs.github.com/rest"
+RATE_DOC = "https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting"
+SECONDARY_DOC = (
+    "https://docs.github.com/free-pro-team@latest/rest/overview/"
+    "rate-limits-for-the-rest-api#about-secondary-rate-limits"
+)
+SECONDARY_MESSAGE = (
+    "You have exceeded a secondary rate limit. Please wait a few minutes before you try "
+    "again. If you reach out to GitHub Support for help, please include the request ID {rid}."
+)
+JWT_MAX_LIFETIME = 600  # GitHub: `exp` at most ten minutes ahead
+JWT_LEEWAY = 60  # GitHub tolerates small clock drift (gidgethub backdates iat by 60 s)
+JSON_TYPE = "application/json"
+T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class GitHubError(Exception):
+    """Raised by handlers; rendered as GitHub's error body."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        doc: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.errors = errors
+        self.doc = doc
+
+
+def not_found() -> GitHubError:
+    return GitHubError(404, "Not Found")
+
+
+def validation_failed(resource: str, field: str, code: str) -> GitHubError:
+    return GitHubError(
+        422, "Validation Failed", errors=[{"resource": resource, "code": code, "field": field}]
+    )
+
+
+def not_supplied(field: str) -> GitHubError:
+    return GitHubError(422, f'Invalid request.\n\n"{field}" wasn\'t supplied.')
+
+
+def archived_error() -> GitHubError:
+    return GitHubError(403, "Repository was archived so is read-only.")
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    doc: str
+    auth: str = "installation"  # "app" (JWT) | "installation" (token) | "any"
+    counted: bool = True  # False: costs no rate-limit budget (GET /rate_limit)
+    creates_content: bool = False  # counts toward the secondary content-creation limits
+
+
+ROUTES: list[Route] = []
+_ROUTE_OF: dict[Handler, Route] = {}
+
+
+def route(
+    method: str,
+    *paths: str,
+    doc: str,
+    auth: str = "installation",
+    counted: bool = True,
+    creates_content: bool = False,
+) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        for path in paths:
+            r = Route(method, path, handler, doc, auth, counted, creates_content)
+            ROUTES.append(r)
+            _ROUTE_OF[handler] = r
+        return handler
+
+    return register
+
+
+@dataclass
+class Caller:
+    kind: str  # "app" | "installation"
+    installation: Installation | None = None
+    token: Token | None = None
+
+    @property
+    def bucket_key(self) -> str:
+        return "app" if self.installation is None else f"installation:{self.installation.id}"
+
+
+CALLER = web.RequestKey("fakegithub_caller", Caller)
+
+
+# ----------------------------------------------------------------------------- responses
+def _request_id() -> str:
+    return ":".join(secrets.token_hex(n).upper() for n in (2, 3, 3, 4, 4))
+
+
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=json.dumps(data).encode(),
+        status=status,
+        content_type=JSON_TYPE,
+        charset="utf-8",
+        headers=headers,
+    )
+
+
+def error_response(
+    status: int, message: str, doc: str, errors: list[dict[str, Any]] | None = None
+) -> web.Response:
+    body: dict[str, Any] = {"message": message}
+    if errors is not None:
+        body["errors"] = errors
+    body["documentation_url"] = doc
+    body["status"] = str(status)
+    return json_response(body, status)
+
+
+def no_content() -> web.Response:
+    return web.Response(status=204)
+
+
+def rate_headers(bucket: RateBucket, resource: str) -> dict[str, str]:
+    return {
+        "x-ratelimit-limit": str(bucket.limit),
+        "x-ratelimit-remaining": str(bucket.remaining),
+        "x-ratelimit-reset": str(math.ceil(bucket.reset_at)),
+        "x-ratelimit-used": str(min(bucket.used, bucket.limit)),
+        "x-ratelimit-resource": resource,
+    }
+
+
+def anonymous_rate_headers() -> dict[str, str]:
+    # GitHub's unauthenticated budget; failed authentication does not spend the caller's.
+    return rate_headers(RateBucket(60, 0, time.time() + 3600), "core")
+
+
+def fault_response(rule: FailRule) -> web.Response:
+    if rule.body is not None:
+        if isinstance(rule.body, str | bytes):
+            resp = web.Response(body=rule.body, status=rule.status, content_type="text/html")
+        else:
+            resp = json_response(rule.body, rule.status)
+    elif rule.status >= 500:
+        message = {
+            503: "Service Unavailable",
+            504: "We couldn't respond to your request in time. Sorry about that. Please try "
+            "resubmitting your request and contact us if the problem persists.",
+        }.get(rule.status, "Server Error")
+        resp = json_response({"message": message}, rule.status)
+    else:
+        try:
+            phrase = HTTPStatus(rule.status).phrase
+        except ValueError:
+            phrase = "Error"
+        resp = error_response(rule.status, phrase, DOC_REST)
+    resp.headers.update(rule.headers)
+    return resp
+
+
+def weak_etag(body: bytes) -> str:
+    return f'W/"{hashlib.sha256(body).hexdigest()[:32]}"'
+
+
+def etag_matches(if_none_match: str, etag: str) -> bool:
+    def bare(tag: str) -> str:
+        return tag.strip().removeprefix("W/")
+
+    tags = [bare(t) for t in if_none_match.split(",")]
+    return "*" in tags or bare(etag) in tags
+
+
+# ----------------------------------------------------------------------------- helpers
+def state_of(request: web.Request) -> FakeState:
+    return request.app[STATE]
+
+
+def caller_of(request: web.Request) -> Caller:
+    return request[CALLER]
+
+
+def acting_user(request: web.Request) -> User:
+    """Who GitHub records as the author: the app's bot for installation tokens."""
+    return state_of(request).bot
+
+
+def int_param(request: web.Request, name: str, default: int) -> int:
+    try:
+        return int(request.query.get(name, default))
+    except ValueError:
+        return default
+
+
+def paginate(
+    request: web.Request, items: Sequence[T], default_per_page: int = 30
+) -> tuple[list[T], dict[str, str]]:
+    """One page of `items`, plus a Link header as GitHub builds it (absolute URLs)."""
+    per_page = int_param(request, "per_page", default_per_page)
+    per_page = default_per_page if per_page < 1 else min(per_page, 100)
+    page = max(int_param(request, "page", 1), 1)
+    last = max(1, -(-len(items) // per_page))
+    start = (page - 1) * per_page
+    chunk = list(items[start : start + per_page])
+
+    def url(p: int) -> str:
+        return str(request.url.update_query(page=str(p)))
+
+    links: list[str] = []
+    if page > 1:
+        links.append(f'<{url(min(page - 1, last))}>; rel="prev"')
+    if page < last:
+        links.append(f'<{url(page + 1)}>; rel="next"')
+        links.append(f'<{url(last)}>; rel="last"')
+    if page > 1:
+        links.append(f'<{url(1)}>; rel="first"')
+    return chunk, ({"Link": ", ".join(links)} if links else {})
+
+
+async def body_json(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise GitHubError(400, "Problems parsing JSON") from None
+    if not isinstance(data, dict):
+        raise GitHubError(400, "Problems parsing JSON")
+    return data
+
+
+def can_see(caller: Caller, repo: Repo) -> bool:
+    inst = caller.installation
+    if inst is None or not any(r is repo for r in inst.repos):
+        return False
+    return caller.token is None or caller.token.repo_ids is None or repo.id in caller.token.repo_ids
+
+
+def get_repo(request: web.Request) -> Repo:
+    """The addressed repository; 404 (as GitHub) when it is missing or not installed."""
+    st = state_of(request)
+    m = request.match_info
+    repo = st.find_repo(f"{m['owner']}/{m['repo']}")
+    if repo is None or not can_see(caller_of(request), repo):
+        raise not_found()
+    return repo
+
+
+def writable(repo: Repo) -> Repo:
+    if repo.archived:
+        raise archived_error()
+    return repo
+
+
+def get_issue(request: web.Request, repo: Repo) -> Issue:
+    try:
+        number = int(request.match_info["number"])
+    except ValueError:
+        raise not_found() from None
+    issue = repo.issues.get(number)
+    if issue is None:
+        raise not_found()
+    return issue
+
+
+def label_names(raw: Any) -> list[str]:
+    if not isinstance(raw, list):
+        raise GitHubError(422, "Invalid request.\n\nFor 'properties/labels', is not an array.")
+    names: list[str] = []
+    for item in raw:
+        name = item.get("name") if isinstance(item, dict) else item
+        if not isinstance(name, str) or not name.strip():
+            raise validation_failed("Label", "name", "invalid")
+        names.append(name.strip())
+    return names
+
+
+# ----------------------------------------------------------------------------- auth
+def authenticate(st: FakeState, request: web.Request, kind: str) -> Caller:
+    header = request.headers.get("Authorization", "")
+    scheme, _, cred = header.strip().partition(" ")
+    scheme, cred = scheme.lower(), cred.strip()
+    if not header:
+        raise GitHubError(401, "Requires authentication", doc=DOC_REST)
+    token = st.tokens.get(cred) if scheme in ("token", "bearer") else None
+    if kind == "app" or (kind == "any" and token is None and scheme == "bearer"):
+        if scheme != "bearer":
+            raise GitHubError(401, "A JSON web token could not be decoded", doc=DOC_REST)
+        verify_jwt(st, cred)
+        return Caller("app")
+    now = time.time()
+    if token is None or not token.valid(now):
+        raise GitHubError(401, "Bad credentials", doc=DOC_REST)
+    inst = st.installations.get(token.installation_id)
+    if inst is None or inst.suspended_at is not None:
+        raise GitHubError(401, "Bad credentials", doc=DOC_REST)
+    return Caller("installation", inst, token)
+
+
+def verify_jwt(st: FakeState, encoded: str) -> None:
+    def fail(message: str) -> GitHubError:
+        return GitHubError(401, message, doc=DOC_REST)
+
+    try:
+        claims = jwt.decode(
+            encoded,
+            st.public_key_pem,
+            algorithms=["RS256"],
+            leeway=JWT_LEEWAY,
+            options={"require": ["exp", "iat", "iss"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise fail(
+            "'Expiration time' claim ('exp') must be a numeric value representing the future "
+            "time at which the assertion expires"
+        ) from None
+    except jwt.ImmatureSignatureError:
+        raise fail(
+            "'Issued at' claim ('iat') must be an Integer representing the time that the "
+            "assertion was issued"
+        ) from None
+    except jwt.PyJWTError:
+        raise fail("A JSON web token could not be decoded") from None
+    now = time.time()
+    exp, iat = float(claims["exp"]), float(claims["iat"])
+    if exp - now > JWT_MAX_LIFETIME + JWT_LEEWAY / 2 or exp - iat > JWT_MAX_LIFETIME + JWT_LEEWAY:
+        raise fail("'Expiration time' claim ('exp') is too far in the future")
+    if str(claims["iss"]) != str(st.app_id):
+        raise fail("Integration not found")
+
+
+# ----------------------------------------------------------------------------- middleware
+@web.middleware
+async def github_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    st = state_of(request)
+    st.total_requests += 1
+    st.in_flight += 1
+    concurrent = st.in_flight
+    st.max_in_flight = max(st.max_in_flight, concurrent)
+    try:
+        resp = await _serve(st, request, handler, concurrent)
+    except Exception as exc:  # a bug in the fake should be loud, not a hung test
+        log.exception("fake GitHub failed on %s %s", request.method, request.path)
+        resp = error_response(500, f"fake GitHub error: {exc!r}", DOC_REST)
+    finally:
+        st.in_flight -= 1
+    caller = request.get(CALLER)
+    st.log.append(
+        RequestRecord(
+            request.method,
+            request.path,
+            resp.status,
+            request.query_string,
+            caller.installation.id if caller and caller.installation else None,
+            time.time(),
+        )
+    )
+    return resp
+
+
+async def _serve(
+    st: FakeState, request: web.Request, handler: Handler, concurrent: int
+) -> web.StreamResponse:
+    if st.latency > 0:
+        await asyncio.sleep(st.latency)
+    rule = st.pick_failure(request.method, request.path)
+    if rule is not None:
+        st.injected_failures += 1
+        return fault_response(rule)
+
+    match = request.match_info
+    r = _ROUTE_OF.get(match.route.handler) if match.http_exception is None else None
+    if r is None:
+        unknown = error_response(404, "Not Found", DOC_REST)
+        unknown.headers.update(anonymous_rate_headers())
+        return unknown
+
+    try:
+        caller = authenticate(st, request, r.auth)
+    except GitHubError as e:
+        st.unauthorized_responses += 1
+        err = error_response(e.status, e.message, e.doc or r.doc)
+        err.headers.update(anonymous_rate_headers())
+        return err
+    request[CALLER] = caller
+
+    resource = "graphql" if r.path == "/graphql" else "core"
+    bucket = st.bucket(caller.bucket_key, resource)
+    if r.counted and bucket.remaining <= 0:
+        st.primary_limit_responses += 1
+        who = (
+            f"installation ID {caller.installation.id}"
+            if caller.installation
+            else f"app ID {st.app_id}"
+        )
+        message = f"API rate limit exceeded for {who}."
+        if resource == "graphql":
+            err = json_response({"errors": [{"type": "RATE_LIMITED", "message": message}]})
+        else:
+            err = error_response(st.rate_limit.status, message, RATE_DOC)
+        err.headers.update(rate_headers(bucket, resource))
+        return err
+
+    creates = r.creates_content or (resource == "graphql" and await _is_mutation(request))
+    retry = st.secondary_check(caller.bucket_key, request.method, creates, concurrent)
+    if retry is not None:
+        st.secondary_limit_responses += 1
+        rid = _request_id()
+        err = error_response(
+            st.secondary.status, SECONDARY_MESSAGE.format(rid=rid), SECONDARY_DOC
+        )
+        err.headers.update(rate_headers(bucket, resource))
+        err.headers["retry-after"] = str(retry)
+        err.headers["X-GitHub-Request-Id"] = rid
+        return err
+
+    resp: web.StreamResponse
+    try:
+        resp = await handler(request)
+    except GitHubError as e:
+        resp = error_response(e.status, e.message, e.doc or r.doc, e.errors)
+
+    if (
+        request.method == "GET"
+        and resp.status == 200
+        and isinstance(resp, web.Response)
+        and isinstance(resp.body, bytes)
+    ):
+        etag = weak_etag(resp.body)
+        resp.headers["ETag"] = etag
+        resp.headers["Cache-Control"] = "private, max-age=60, s-maxage=60"
+        inm = request.headers.get("If-None-Match")
+        if inm and etag_matches(inm, etag):
+            # Conditional hits are free on GitHub: the budget is not touched.
+            st.not_modified_responses += 1
+            resp = web.Response(status=304, headers={"ETag": etag})
+
+    if r.counted and resp.status != 304:
+        bucket.used += 1
+        if resource == "core":
+            st.rate_limited_requests += 1
+        else:
+            st.graphql_requests += 1
+    resp.headers.update(rate_headers(bucket, resource))
+    resp.headers.setdefault("X-GitHub-Request-Id", _request_id())
+    resp.headers["X-GitHub-Media-Type"] = "github.v3; format=json"
+    resp.headers["X-GitHub-Api-Version-Selected"] = "2022-11-28"
+    resp.headers["Vary"] = "Accept, Authorization, Cookie, X-GitHub-OTP"
+    return resp
+
+
+async def _is_mutation(request: web.Request) -> bool:
+    try:
+        data = json.loads(await request.read() or b"{}")
+    except ValueError:
+        return False
+    query = data.get("query", "") if isinstance(data, dict) else ""
+    return isinstance(query, str) and query.lstrip().startswith("mutation")
+
+
+# ----------------------------------------------------------------------------- app endpoints
+@route("GET", "/app", doc="https://docs.github.com/rest/apps/apps#get-the-authenticated-app",
+       auth="app")
+async def get_app(request: web.Request) -> web.Response:
+    return json_response(render.app(state_of(request)))
+
+
+@route(
+    "GET",
+    "/app/installations",
+    doc="https://docs.github.com/rest/apps/apps#list-installations-for-the-authenticated-app",
+    auth="app",
+)
+async def list_installations(request: web.Request) -> web.Response:
+    st = state_of(request)
+    page, headers = paginate(request, sorted(st.installations.values(), key=lambda i: i.id))
+    return json_response([render.installation(st, i) for i in page], headers=headers)
+
+
+def _installation_from_path(request: web.Request) -> Installation:
+    try:
+        ident = int(request.match_info["installation_id"])
+    except ValueError:
+        raise not_found() from None
+    inst = state_of(request).installations.get(ident)
+    if inst is None:
+        raise not_found()
+    return inst
+
+
+@route(
+    "GET",
+    "/app/installations/{installation_id}",
+    doc="https://docs.github.com/rest/apps/apps#get-an-installation-for-the-authenticated-app",
+    auth="app",
+)
+async def get_installation(request: web.Request) -> web.Response:
+    return json_response(render.installation(state_of(request), _installation_from_path(request)))
+
+
+@route(
+    "DELETE",
+    "/app/installations/{installation_id}",
+    doc="https://docs.github.com/rest/apps/apps#delete-an-installation-for-the-authenticated-app",
+    auth="app",
+)
+async def delete_installation(request: web.Request) -> web.Response:
+    state_of(request).remove_installation(_installation_from_path(request).id)
+    return no_content()
+
+
+@route(
+    "POST",
+    "/app/installations/{installation_id}/access_tokens",
+    doc="https://docs.github.com/rest/apps/apps#create-an-installation-access-token-for-an-app",
+    auth="app",
+)
+async def create_access_token(request: web.Request) -> web.Response:
+    st = state_of(request)
+    inst = _installation_from_path(request)
+    if inst.suspended_at is not None:
+        raise GitHubError(403, "This installation has been suspended")
+    body = await body_json(request)
+    repo_ids: set[int] | None = None
+    if body.get("repositories") or body.get("repository_ids"):
+        by_name = {r.name.lower(): r for r in inst.repos}
+        by_id = {r.id: r for r in inst.repos}
+        wanted = [by_name.get(str(n).lower()) for n in body.get("repositories") or []]
+        wanted += [by_id.get(i) for i in body.get("repository_ids") or []]
+        if any(r is None for r in wanted):
+            raise GitHubError(
+                422,
+                "There is at least one repository that does not exist or is not accessible "
+                "to the parent installation.",
+            )
+        repo_ids = {r.id for r in wanted if r is not None}
+    permissions = body.get("permissions")
+    token = st.issue_token(
+        inst.id,
+        repo_ids=repo_ids,
+        permissions=permissions if isinstance(permissions, dict) else None,
+    )
+    data: dict[str, Any] = {
+        "token": token.token,
+        "expires_at": iso(token.expires_at),
+        "permissions": token.permissions,
+        "repository_selection": "selected" if repo_ids is not None else inst.repository_selection,
+    }
+    if repo_ids is not None:
+        data["repositories"] = [render.repo(st, r) for r in inst.repos if r.id in repo_ids]
+    return json_response(data, 201)
+
+
+@route(
+    "GET",
+    "/repos/{owner}/{repo}/installation",
+    doc="https://docs.github.com/rest/apps/apps#get-a-repository-installation-for-the-authenticated-app",
+    auth="app",
+)
+async def get_repo_installation(request: web.Request) -> web.Response:
+    st = state_of(request)
+    repo = st.find_repo(f"{request.match_info['owner']}/{request.match_info['repo']}")
+    inst = st.installation_for(repo) if repo is not None else None
+    if inst is None:
+        raise not_found()
+    return json_response(render.installation(st, inst))
+
+
+@route(
+    "GET",
+    "/rate_limit",
+    doc="https://docs.github.com/rest/rate-limit/rate-limit#get-rate-limit-status-for-the-authenticated-user",
+    auth="any",
+    counted=False,
+)
+async def get_rate_limit(request: web.Request) -> web.Response:
+    st = state_of(request)
+    key = caller_of(request).bucket_key
+
+    def view(b: RateBucket) -> dict[str, int]:
+        return {"limit": b.limit, "used": b.used, "remaining": b.remaining,
+                "reset": math.ceil(b.reset_at)}
+
+    core = view(st.bucket(key, "core"))
+    return json_response(
+        {"resources": {"core": core, "graphql": view(st.bucket(key, "graphql"))}, "rate": core}
+    )
+
+
+@route(
+    "DELETE",
+    "/installation/token",
+    doc="https://docs.github.com/rest/apps/installations#revoke-an-installation-access-token",
+)
+async def revoke_own_token(request: web.Request) -> web.Response:
+    token = caller_of(request).token
+    if token is not None:
+        token.revoked = True
+    return no_content()
+
+
+# ----------------------------------------------------------------------------- repositories
+@route(
+    "GET",
+    "/installation/repositories",
+    doc="https://docs.github.com/rest/apps/installations#list-repositories-accessible-to-the-app-installation",
+)
+async def list_installation_repos(request: web.Request) -> web.Response:
+    st = state_of(request)
+    caller = caller_of(request)
+    assert caller.installation is not None
+    repos = [r for r in caller.installation.repos if can_see(caller, r)]
+    page, headers = paginate(request, repos)
+    return json_response(
+        {
+            "total_count": len(repos),
+            "repository_selection": caller.installation.repository_selection,
+            "repositories": [render.repo(st, r) for r in page],
+        },
+        headers=headers,
+    )
+
+
+@route("GET", "/repos/{owner}/{repo}",
+       doc="https://docs.github.com/rest/repos/repos#get-a-repository")
+async def get_repository(request: web.Request) -> web.Response:
+    return json_response(render.repo(state_of(request), get_repo(request)))
+
+
+@route("PATCH", "/repos/{owner}/{repo}",
+       doc="https://docs.github.com/rest/repos/repos#update-a-repository")
+async def update_repository(request: web.Request) -> web.Response:
+    st = state_of(request)
+    repo = get_repo(request)
+    body = await body_json(request)
+    if repo.archived and set(body) - {"archived"}:
+        raise archived_error()
+    if "archived" in body:
+        if not isinstance(body["archived"], bool):
+            raise validation_failed("Repository", "archived", "invalid")
+        repo.archived = body["archived"]
+    if "private" in body:
+        repo.visibility = "private" if body["private"] else "public"
+    if body.get("visibility") in ("public", "private", "internal"):
+        repo.visibility = body["visibility"]
+    for key in ("description", "has_issues", "is_template"):
+        if key in body:
+            setattr(repo, key, body[key])
+    if isinstance(body.get("default_branch"), str):
+        if body["default_branch"] not in repo.branches:
+            raise validation_failed("Repository", "default_branch", "invalid")
+        repo.default_branch = body["default_branch"]
+    if isinstance(body.get("name"), str) and body["name"] != repo.name:
+        if st.find_repo(f"{repo.owner.login}/{body['name']}") is not None:
+            raise validation_failed("Repository", "name", "custom")
+        repo.name = body["name"]
+    repo.updated_at = time.time()
+    return json_response(render.repo(st, repo))
+
+
+def _resolve_ref(repo: Repo, ref: str) -> dict[str, str] | None:
+    ref = ref.removeprefix("refs/heads/")
+    if ref in repo.branches:
+        return repo.branches[ref]
+    for branch, sha in repo.heads.items():
+        if len(ref) >= 7 and sha.startswith(ref):
+            return repo.branches.get(branch, {})
+    return None
+
+
+@route(
+    "GET",
+    "/repos/{owner}/{repo}/contents",
+    "/repos/{owner}/{repo}/contents/{path:.*}",
+    doc="https://docs.github.com/rest/repos/contents#get-repository-content",
+)
+async def get_contents(request: web.Request) -> web.Response:
+    st = state_of(request)
+    repo = get_repo(request)
+    ref = request.query.get("ref") or repo.default_branch
+    if not any(repo.branches.values()):
+        raise GitHubError(404, "This repository is empty.")
+    files = _resolve_ref(repo, ref)
+    if files is None:
+        raise GitHubError(404, f"No commit found for the ref {ref}")
+    path = request.match_info.get("path", "").strip("/")
+    if path in files:
+        text = files[path]
+        accept = request.headers.get("Accept", "")
+        if "vnd.github.raw" in accept or "vnd.github.v3.raw" in accept:
+            return web.Response(
+                text=text, content_type="application/vnd.github.raw", charset="utf-8"
+            )
+        return json_response(render.content_file(st, repo, path, text, ref))
+    prefix = f"{path}/" if path else ""
+    entries: dict[str, tuple[str, str | None]] = {}
+    for fpath, text in files.items():
+        if fpath.startswith(prefix):
+            head, sep, _ = fpath[len(prefix):].partition("/")
+            entries[prefix + head] = ("dir", None) if sep else ("file", text)
+    if not entries:
+        raise not_found()
+    return json_response(
+        [
+            render.content_entry(st, repo, p, kind, text, ref)
+            for p, (kind, text) in sorted(entries.items())
+        ]
+    )
+
+
+@route(
+    "GET",
+    "/repos/{owner}/{repo}/actions/permissions",
+    doc="https://docs.github.com/rest/actions/permissions#get-github-actions-permissions-for-a-repository",
+)
+async def get_actions_permissions(request: web.Request) -> web.Response:
+    repo = get_repo(request)
+    if repo.workflow_permissions is None:
+        return json_response({"enabled": False})
+    return json_response({
+        "enabled": True,
+        "allowed_actions": "all",
+        "sha_pinning_required": False,
+    })
+
+
+@route(
+    "GET",
+    "/repos/{owner}/{repo}/actions/permissions/workflow",
+    doc="https://docs.github.com/rest/actions/permissions#get-default-workflow-permissions-for-a-repository",
+)
+async def get_workflow_permissions(request: web.Request) -> web.Response:
+    repo = get_repo(request)
+    if repo.workflow_permissions is None:
+        raise not_found()  # Actions disabled
+    return json_response(
+        {
+            "default_workflow_permissions": repo.workflow_permissions,
+            "can_approve_pull_request_reviews": repo.can_approve_pull_request_reviews,
+        }
+    )
+
+
+@route(
+    "PUT",
+    "/repos/{owner}/{repo}/actions/permissions/workflow",
+    doc="https://docs.github.com/rest/actions/permissions#set-default-workflow-permissions-for-a-repository",
+)
+async def set_workflow_permissions(request: web.Request) -> web.Response:
+    repo = writable(get_repo(request))
+    if repo.workflow_permissions is None:
+        raise not_found()
+    body = await body_json(request)
+    perm = body.get("default_workflow_permissions", repo.workflow_permissions)
+    if perm not in ("read", "write"):
+        raise validation_failed("Repository", "default_workflow_permissions", "invalid")
+    repo.workflow_permissions = perm
+    if isinstance(body.get("can_approve_pull_request_reviews"), bool):
+        repo.can_approve_pull_request_reviews = body["can_approve_pull_request_reviews"]
+    return no_content()
+
+
+# (permission, role_name) GitHub reports for each role.
+_ROLE_VIEW = {
+    "admin": ("admin", "admin"),
+    "maintain": ("write", "maintain"),
+    "write": ("write", "write"),
+    "triage": ("read", "triage"),
+    "read": ("read", "read"),
+    "none": ("none", "none"),
+}
+
+
+@route(
+    "GET",
+    "/repos/{owner}/{repo}/collaborators/{username}/permission",
+    doc="https://docs.github.com/rest/collaborators/collaborators#get-repository-permissions-for-a-user",
+)
+async def get_collaborator_permission(request: web.Request) -> web.Response:
+    st = state_of(request)
+    repo = get_repo(request)
+    username = request.match_info["username"]
+    user = st.user(username)
+    role = repo.collaborators.get(username.lower())
+    if role is None:
+        # Owners administer their repositories; everyone can read a public one.
+        role = "admin" if user is repo.owner else ("read" if not repo.private else "none")
+    permission, role_name = _ROLE_VIEW[role]
+    rank = PERMISSION_LEVELS.index(role)
+    user_json = render.user(st, user)
+    user_json["permissions"] = {
+        "admin": rank <= 0,
+        "maintain": rank <= 1,
+        "push": rank <= 2,
+        "triage": rank <= 3,
+        "pull": rank <= 4,
+    }
+    user_json["role_name"] = role_name
+    return json_response({"permission": permission, "role_name": role_name, "user": user_json})
+
+
+# ----------------------------------------------------------------------------- issues
+def _parse_since(value: str) -> float | None:
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+@route("GET", "/repos/{owner}/{repo}/issues",
+       doc="https://docs.github.com/rest/issues/issues#list-repository-issues")
+async def list_issues(request: web.Request) -> web.Response:
+    st = state_of(request)
+    repo = get_repo(request)
+    q = request.query
+    state = q.get("state", "open")
+    issues: Iterable[Issue] = repo.issues.values()
+    if state in ("open", "closed"):
+        issues = [i for i in issues if i.state == state]
+    if creator := q.get("creator"):
+        issues = [i for i in issues if i.user.login.lower() == creator.lower()]
+    if labels := q.get("labels"):
+        wanted = {n.strip().lower() for n in labels.split(",") if n.strip()}
+        issues = [i for i in issues if wanted <= {n.lower() for n in i.labels}]
+    if (since := _parse_since(q.get("since", ""))) is not None:
+        issues = [i for i in issues if i.updated_at >= since]
+    sort = q.get("sort", "created")
+    keys: dict[str, Callable[[Issue], tuple[float, int]]] = {
+        "created": lambda i: (i.created_at, i.number),
+        "updated": lambda i: (i.updated_at, i.number),
+        "comments": lambda i: (len(i.comments), i.number),
+    }
+    ordered = sorted(
+        issues, key=keys.get(sort, keys["created"]), reverse=q.get("direction", "desc") != "asc"
+    )
+    page, headers = paginate(request, ordered)
+    return json_response([render.issue(st, i) for i in page], headers=headers)
+
+
+@route("POST", "/repos/{owner}/{repo}/issues",
+       doc="https://docs.github.com/rest/issues/issues#create-an-issue", creates_content=True)
+async def create_issue(request: web.Request) -> web.Response:
+    st = state_of(request)
+    repo = writable(get_repo(request))
+    if not repo.has_issues:
+        raise GitHubError(410, "Issues are disabled for this repo")
+    body = await body_json(request)
+    if "title" not in body or body["title"] is None:
+        raise not_supplied("title")
+    title = body["title"]
+    if not isinstance(title, str | int) or not str(title).strip():
+        raise validation_failed("Issue", "title", "missing_field")
+    text = body.get("body")
+    if text is not None and not isinstance(text, str):
+        raise validation_failed("Issue", "body", "invalid")
+    issue = st.add_issue(
+        repo.full_name,
+        str(title),
+        text,
+        labels=label_names(body.get("labels", [])),
+    )
+    issue.user = acting_user(request)
+    issue.via_app = True
+    data = render.issue(st, issue)
+    return json_response(data, 201, {"Location": data["url"]})
+
+
+@route("GET", "/repos/{owner}/{repo}/issues/{number}",
+       doc="https://docs.github.com/rest/issues/issues#get-an-issue")
+async def get_issue_handler(request: web.Request) -> web.Response:
+    repo = get_repo(request)
+    return json_response(render.issue(state_of(request), get_issue(request, repo)))
+
+
+STATE_REASONS = ("completed", "not_planned", "duplicate", "reopened")
+
+
+@route("PATCH", "/repos/{owner}/{repo}/issues/{number}",
+       doc="https://docs.github.com/rest/issues/issues#update-an-issue")
+async def update_issue(request: web.Request) -> web.Response:
+    st = state_of(request)
+    repo = writable(get_repo(request))
+    issue = get_issue(request, repo)
+    body = await body_json(request)
+    now = time.time()
+    if "title" in body:
+        if body["title"] is None or not str(body["title"]).strip():
+            raise validation_failed("Issue", "title", "missing_field")
+        issue.title = str(body["title"])
+    if "body" in body:
+        issue.body = body["body"]
+    if "labels" in body:
+        issue.labels = st.ensure_labels(repo, label_names(body["labels"]))
+    reason = body.get("state_reason")
+    if reason is not None and reason not in STATE_REASONS:
+        raise validation_failed("Issue", "state_reason", "invalid")
+    new_state = body.get("state")
+    if new_state is not None:
+        if new_state not in ("open", "closed"):
+            raise validation_failed("Issue", "state", "invalid")
+        if new_state == "closed" and issue.state == "open":
+            issue.state = "closed"
+            issue.state_reason = reason if reason not in (None, "reopened") else "completed"
+            issue.closed_at = now
+            issue.closed_by = acting_user(request)
+        elif new_state == "open" and issue.state == "closed":
+            issue.state = "open"
+            issue.state_reason = "reopened"
+            issue.closed_at = None
+            issue.closed_by = None
+    issue.updated_at = now
+    return json_response(render.issue(st, issue))
+
+
+@route("GET", "/repos/{owner}/{repo}/issues/{number}/comments",
+       doc="https://docs.github.com/rest/issues/comments#list-issue-comments")
+async def list_comments(request: web.Request) -> web.Response:
+    st = state_of(request)
+    issue = get_issue(request, get_repo(request))
+    comments = list(issue.comments)
+    if (since := _parse_since(request.query.get("since", ""))) is not None:
+        comments = [c for c in comments if c.updated_at >= since]
+    page, headers = paginate(request, comments)
+    return json_response([render.comment(st, c) for c in page], headers=headers)
+
+
+def _comment_body(body: dict[str, Any]) -> str:
+    if "body" not in body or body["body"] is None:
+        raise not_supplied("body")
+    if not isinstance(body["body"], str) or not body["body"].strip():
+        raise validation_failed("IssueComment", "body", "missing_field")
+    text: str = body["body"]
+    return text
+
+
+@route("POST", "/repos/{owner}/{repo}/issues/{number}/comments",
+       doc="https://docs.github.com/rest/issues/comments#create-an-issue-comment",
+       creates_content=True)
+async def create_comment(request: web.Request) -> web.Response:
+    st = state_of(request)
+    repo = writable(get_repo(request))
+    issue = get_issue(request, repo)
+    text = _comment_body(await body_json(request))
+    comment = st.new_comment(issue, acting_user(request), text)
+    comment.via_app = True
+    data = render.comment(st, comment)
+    return json_response(data, 201, {"Location": data["url"]})
+
+
+def _comment_from_path(request: web.Request, repo: Repo) -> Comment:
+    try:
+        ident = int(request.match_info["comment_id"])
+    except ValueError:
+        raise not_found() from None
+    comment = state_of(request).find_comment(repo, ident)
+    if comment is None:
+        raise not_found()
+    return comment
+
+
+@route("GET", "/repos/{owner}/{repo}/issues/comments/{comment_id}",
+       doc="https://docs.github.com/rest/issues/comments#get-an-issue-comment")
+async def get_comment(request: web.Request) -> web.Response:
+    repo = get_repo(request)
+    return json_response(render.comment(state_of(request), _comment_from_path(request, repo)))
+
+
+@route("PATCH", "/repos/{owner}/{repo}/issues/comments/{comment_id}",
+       doc="https://docs.github.com/rest/issues/comments#update-an-issue-comment")
+async def update_comment(request: web.Request) -> web.Response:
+    repo = writable(get_repo(request))
+    comment = _comment_from_path(request, repo)
+    comment.body = _comment_body(await body_json(request))
+    comment.updated_at = time.time()
+    return json_response(render.comment(state_of(request), comment))
+
+
+@route("DELETE", "/repos/{owner}/{repo}/issues/comments/{comment_id}",
+       doc="https://docs.github.com/rest/issues/comments#delete-an-issue-comment")
+async def delete_comment(request: web.Request) -> web.Response:
+    repo = writable(get_repo(request))
+    state_of(request).delete_comment(_comment_from_path(request, repo).id)
+    return no_content()
+
+
+@route("GET", "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions",
+       doc="https://docs.github.com/rest/reactions/reactions#list-reactions-for-an-issue-comment")
+async def list_reactions(request: web.Request) -> web.Response:
+    st = state_of(request)
+    comment = _comment_from_path(request, get_repo(request))
+    reactions: list[Reaction] = list(comment.reactions)
+    if content := request.query.get("content"):
+        reactions = [x for x in reactions if x.content == content]
+    page, headers = paginate(request, reactions)
+    return json_response([render.reaction(st, x) for x in page], headers=headers)
+
+
+@route("POST", "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions",
+       doc="https://docs.github.com/rest/reactions/reactions#create-reaction-for-an-issue-comment",
+       creates_content=True)
+async def create_reaction(request: web.Request) -> web.Response:
+    st = state_of(request)
+    repo = writable(get_repo(request))
+    comment = _comment_from_path(request, repo)
+    content = (await body_json(request)).get("content")
+    if content not in REACTION_CONTENTS:
+        raise validation_failed("Reaction", "content", "invalid")
+    user = acting_user(request)
+    for existing in comment.reactions:
+        if existing.user is user and existing.content == content:
+            return json_response(render.reaction(st, existing), 200)
+    reaction = Reaction(st.next_id("reaction"), user, str(content), time.time())
+    comment.reactions.append(reaction)
+    return json_response(render.reaction(st, reaction), 201)
+
+
+# ----------------------------------------------------------------------------- labels
+@route("GET", "/repos/{owner}/{repo}/labels",
+       doc="https://docs.github.com/rest/issues/labels#list-labels-for-a-repository")
+async def list_labels(request: web.Request) -> web.Response:
+    repo = get_repo(request)
+    page, headers = paginate(request, sorted(repo.labels.values(), key=lambda lab: lab.id))
+    st = state_of(request)
+    return json_response([render.label(st, repo, lab) for lab in page], headers=headers)
+
+
+@route("GET", "/repos/{owner}/{repo}/labels/{name}",
+       doc="https://docs.github.com/rest/issues/labels#get-a-label")
+async def get_label(request: web.Request) -> web.Response:
+    repo = get_repo(request)
+    lab = repo.labels.get(request.match_info["name"].lower())
+    if lab is None:
+        raise not_found()
+    return json_response(render.label(state_of(request), repo, lab))
+
+
+@route("POST", "/repos/{owner}/{repo}/labels",
+       doc="https://docs.github.com/rest/issues/labels#create-a-label", creates_content=True)
+async def create_label(request: web.Request) -> web.Response:
+    st = state_of(request)
+    repo = writable(get_repo(request))
+    body = await body_json(request)
+    name = body.get("name")
+    if name is None:
+        raise not_supplied("name")
+    if not isinstance(name, str) or not name.strip():
+        raise validation_failed("Label", "name", "missing_field")
+    if name.strip().lower() in repo.labels:
+        raise validation_failed("Label", "name", "already_exists")
+    color = str(body.get("color") or "ededed").removeprefix("#").lower()
+    if not re.fullmatch(r"[0-9a-f]{6}", color):
+        raise validation_failed("Label", "color", "invalid")
+    description = body.get("description")
+    lab = st.add_label(repo.full_name, name.strip(), color,
+                       description if isinstance(description, str) else None)
+    data = render.label(st, repo, lab)
+    return json_response(data, 201, {"Location": data["url"]})
+
+
+@route("DELETE", "/repos/{owner}/{repo}/labels/{name}",
+       doc="https://docs.github.com/rest/issues/labels#delete-a-label")
+async def delete_label(request: web.Request) -> web.Response:
+    repo = writable(get_repo(request))
+    lab = repo.labels.pop(request.match_info["name"].lower(), None)
+    if lab is None:
+        raise not_found()
+    for issue in repo.issues.values():
+        issue.labels = [n for n in issue.labels if n.lower() != lab.name.lower()]
+    return no_content()
+
+
+@route("GET", "/repos/{owner}/{repo}/issues/{number}/labels",
+       doc="https://docs.github.com/rest/issues/labels#list-labels-for-an-issue")
+async def list_issue_labels(request: web.Request) -> web.Response:
+    st = state_of(request)
+    repo = get_repo(request)
+    issue = get_issue(request, repo)
+    return json_response(render.issue(st, issue)["labels"])
+
+
+@route("POST", "/repos/{owner}/{repo}/issues/{number}/labels",
+       doc="https://docs.github.com/rest/issues/labels#add-labels-to-an-issue")
+async def add_issue_labels(request: web.Request) -> web.Response:
+    st = state_of(request)
+    repo = writable(get_repo(request))
+    issue = get_issue(request, repo)
+    raw = await request.read()
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        raise GitHubError(400, "Problems parsing JSON") from None
+    names = label_names(data.get("labels", []) if isinstance(data, dict) else data)
+    for name in st.ensure_labels(repo, names):
+        if name not in issue.labels:
+            issue.labels.append(name)
+    issue.updated_at = time.time()
+    return json_response(render.issue(st, issue)["labels"])
+
+
+@route("DELETE", "/repos/{owner}/{repo}/issues/{number}/labels/{name}",
+       doc="https://docs.github.com/rest/issues/labels#remove-a-label-from-an-issue")
+async def remove_issue_label(request: web.Request) -> web.Response:
+    st = state_of(request)
+    repo = writable(get_repo(request))
+    issue = get_issue(request, repo)
+    name = request.match_info["name"].lower()
+    if name not in {n.lower() for n in issue.labels}:
+        raise GitHubError(404, "Label does not exist")
+    issue.labels = [n for n in issue.labels if n.lower() != name]
+    issue.updated_at = time.time()
+    return json_response(render.issue(st, issue)["labels"])
+
+
+# ----------------------------------------------------------------------------- graphql
+_REPO_QUERY = re.compile(
+    r"repository\s*\(\s*owner\s*:\s*(?P<owner>\"[^\"]*\"|\$\w+)\s*,\s*"
+    r"name\s*:\s*(?P<name>\"[^\"]*\"|\$\w+)\s*\)"
+)
+
+
+@route("POST", "/graphql", doc="https://docs.github.com/graphql")
+async def graphql(request: web.Request) -> web.Response:
+    """Just enough GraphQL: `rateLimit { ... }` and `repository(owner:, name:) { ... }`."""
+    st = state_of(request)
+    caller = caller_of(request)
+    body = await body_json(request)
+    query = body.get("query")
+    if not isinstance(query, str) or not query.strip():
+        return json_response({"errors": [{"message": "A query attribute must be specified and "
+                                                     "must be a string."}]}, 200)
+    variables = body.get("variables") or {}
+    data: dict[str, Any] = {}
+    if "rateLimit" in query:
+        b = st.bucket(caller.bucket_key, "graphql")
+        data["rateLimit"] = {
+            "limit": b.limit,
+            "cost": 1,
+            "used": b.used + 1,
+            "remaining": max(b.remaining - 1, 0),
+            "resetAt": iso(b.reset_at),
+            "nodeCount": 0,
+        }
+    if m := _REPO_QUERY.search(query):
+
+        def value(token: str) -> str:
+            return str(variables.get(token[1:], "")) if token.startswith("$") else token[1:-1]
+
+        repo = st.find_repo(f"{value(m['owner'])}/{value(m['name'])}")
+        if repo is None or not can_see(caller, repo):
+            return json_response(
+                {
+                    "data": {**data, "repository": None},
+                    "errors": [
+                        {
+                            "type": "NOT_FOUND",
+                            "path": ["repository"],
+                            "message": "Could not resolve to a Repository with the name "
+                            f"'{value(m['owner'])}/{value(m['name'])}'.",
+                        }
+                    ],
+                }
+            )
+        data["repository"] = {
+            "id": node_id("Repository", repo.id),
+            "databaseId": repo.id,
+            "name": repo.name,
+            "nameWithOwner": repo.full_name,
+            "isArchived": repo.archived,
+            "isFork": repo.fork,
+            "isPrivate": repo.private,
+            "visibility": repo.visibility.upper(),
+            "defaultBranchRef": {"name": repo.default_branch},
+            "pushedAt": iso(repo.pushed_at),
+            "updatedAt": iso(repo.updated_at),
+        }
+    if not data:
+        return json_response(
+            {"errors": [{"message": "the fake GitHub only answers rateLimit and repository"}]}
+        )
+    return json_response({"data": data})
+
+
+# ----------------------------------------------------------------------------- server
+def create_app(state: FakeState) -> web.Application:
+    app = web.Application(middlewares=[github_middleware])
+    app[STATE] = state
+    for r in ROUTES:
+        app.router.add_route(r.method, r.path, r.handler)
+    return app
+
+
+class FakeGitHub:
+    """A running fake: `async with FakeGitHub() as gh:` then point the app at `gh.url`."""
+
+    def __init__(
+        self, state: FakeState | None = None, *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self.state = state or FakeState()
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL, no trailing slash: use as GITHUB_API_URL / gidgethub's base_url."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def app_id(self) -> int:
+        return self.state.app_id
+
+    @property
+    def private_key_pem(self) -> str:
+        return self.state.private_key_pem
+
+    @property
+    def bot_login(self) -> str:
+        return self.state.bot_login
+
+    def env(self) -> dict[str, str]:
+        """Settings variables that point the app at this fake."""
+        return {
+            "GITHUB_API_URL": self.url,
+            "APP_ID": str(self.app_id),
+            "PRIVATE_KEY": self.private_key_pem,
+            "APP_NAME": self.state.app_slug,
+        }
+
+    def installation_token(self, installation_id: int) -> str:
+        """A fresh installation token without the JWT round trip (for arranging tests)."""
+        return self.state.issue_token(installation_id).token
+
+    async def start(self) -> FakeGitHub:
+        runner = web.AppRunner(create_app(self.state), access_log=None, shutdown_timeout=0.1)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
+        await site.start()
+        self._runner = runner
+        self.port = int(runner.addresses[0][1])
+        self.state.api_url = self.url
+        return self
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeGitHub:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,929 @@
+"""In-memory model of the GitHub the fake serves, plus the knobs tests turn.
+
+Tests arrange data with the helper methods (add_installation, add_repo, set_file, ...) and
+inspect what the app did through the same objects (issues, comments, reactions, request log,
+counters). Everything lives in one FakeState so a test sees exactly what the server sees.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import math
+import random
+import secrets
+import string
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+REACTION_CONTENTS = frozenset(
+    {"+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"}
+)
+# GitHub's repository roles, strongest first; "none" means no access.
+PERMISSION_LEVELS = ("admin", "maintain", "write", "triage", "read", "none")
+DEFAULT_INSTALLATION_PERMISSIONS: dict[str, str] = {
+    "actions": "read",
+    "administration": "read",
+    "contents": "read",
+    "issues": "write",
+    "metadata": "read",
+}
+DEFAULT_INSTALLATION_EVENTS = ["issue_comment", "push", "repository"]
+# Label colour GitHub gives labels created implicitly (e.g. by creating an issue with them).
+DEFAULT_LABEL_COLOR = "ededed"
+
+
+def iso(ts: float) -> str:
+    """GitHub's timestamp format: second precision, UTC, trailing Z."""
+    return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def node_id(kind: str, ident: int) -> str:
+    """A legacy-format global node id ("04:User1" base64), stable for a given object."""
+    return base64.b64encode(f"{len(kind):02d}:{kind}{ident}".encode()).decode()
+
+
+def git_blob_sha(data: bytes) -> str:
+    """The sha git (and the contents API) reports for a file."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+@cache
+def _default_private_key() -> rsa.RSAPrivateKey:
+    # Key generation costs ~50-100 ms; one key per test process keeps the suite fast.
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@dataclass(eq=False)
+class User:
+    login: str
+    id: int
+    type: str = "User"  # "User" | "Organization" | "Bot"
+    site_admin: bool = False
+
+
+@dataclass(eq=False)
+class Label:
+    id: int
+    name: str
+    color: str = DEFAULT_LABEL_COLOR
+    description: str | None = None
+    default: bool = False
+
+
+@dataclass(eq=False)
+class Reaction:
+    id: int
+    user: User
+    content: str
+    created_at: float
+
+
+@dataclass(eq=False)
+class Comment:
+    id: int
+    repo: Repo
+    issue_number: int
+    user: User
+    body: str
+    created_at: float
+    updated_at: float
+    reactions: list[Reaction] = field(default_factory=list)
+    via_app: bool = False
+
+
+@dataclass(eq=False)
+class Issue:
+    id: int
+    repo: Repo
+    number: int
+    title: str
+    body: str | None
+    user: User
+    state: str = "open"
+    state_reason: str | None = None
+    # Names as stored on the repository's labels (canonical case).
+    labels: list[str] = field(default_factory=list)
+    comments: list[Comment] = field(default_factory=list)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    closed_at: float | None = None
+    closed_by: User | None = None
+    locked: bool = False
+    via_app: bool = False
+
+
+@dataclass(eq=False)
+class Repo:
+    id: int
+    owner: User
+    name: str
+    visibility: str = "public"  # "public" | "private" | "internal"
+    archived: bool = False
+    fork: bool = False
+    disabled: bool = False
+    is_template: bool = False
+    has_issues: bool = True
+    default_branch: str = "main"
+    description: str | None = None
+    topics: list[str] = field(default_factory=list)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    pushed_at: float = 0.0
+    # branch -> {path: text}; the default branch's dict is `files`.
+    branches: dict[str, dict[str, str]] = field(default_factory=dict)
+    # branch -> head commit sha; changes whenever a file on that branch changes.
+    heads: dict[str, str] = field(default_factory=dict)
+    # "read" / "write"; None means GitHub Actions is disabled for the repository.
+    workflow_permissions: str | None = "read"
+    can_approve_pull_request_reviews: bool = False
+    # lower-cased login -> one of PERMISSION_LEVELS
+    collaborators: dict[str, str] = field(default_factory=dict)
+    # lower-cased name -> Label
+    labels: dict[str, Label] = field(default_factory=dict)
+    issues: dict[int, Issue] = field(default_factory=dict)
+    next_issue_number: int = 1
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner.login}/{self.name}"
+
+    @property
+    def private(self) -> bool:
+        return self.visibility != "public"
+
+    @property
+    def files(self) -> dict[str, str]:
+        return self.branches.setdefault(self.default_branch, {})
+
+    def open_issues_count(self) -> int:
+        return sum(1 for i in self.issues.values() if i.state == "open")
+
+
+@dataclass(eq=False)
+class Installation:
+    id: int
+    account: User
+    repository_selection: str = "all"  # "all" | "selected"
+    repos: list[Repo] = field(default_factory=list)
+    permissions: dict[str, str] = field(
+        default_factory=lambda: dict(DEFAULT_INSTALLATION_PERMISSIONS)
+    )
+    events: list[str] = field(default_factory=lambda: list(DEFAULT_INSTALLATION_EVENTS))
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    suspended_at: float | None = None
+    suspended_by: User | None = None
+
+    @property
+    def target_type(self) -> str:
+        return self.account.type
+
+
+@dataclass(eq=False)
+class Token:
+    token: str
+    installation_id: int
+    expires_at: float
+    # None: every repository of the installation; else only these repository ids.
+    repo_ids: frozenset[int] | None = None
+    permissions: dict[str, str] = field(default_factory=dict)
+    revoked: bool = False
+
+    def valid(self, now: float) -> bool:
+        return not self.revoked and now < self.expires_at
+
+
+@dataclass
+class RateLimitConfig:
+    """Primary (hourly) budget, per installation token and separately for the app's JWT."""
+
+    limit: int = 5000
+    graphql_limit: int = 5000
+    # GitHub's window is an hour; shorten it so a test can watch the budget come back.
+    reset_after_seconds: float = 3600.0
+    status: int = 403  # GitHub answers 403 (sometimes 429) once the budget is spent
+    # Per-installation overrides of `limit` (core), by installation id.
+    installation_limits: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class SecondaryLimitConfig:
+    """GitHub's abuse limits; off by default so ordinary tests never trip them."""
+
+    enabled: bool = False
+    max_concurrent: int = 100
+    points_per_minute: int = 900  # GET/HEAD/OPTIONS 1 point, POST/PATCH/PUT/DELETE 5
+    content_per_minute: int = 80  # content-creating requests (POST of issues, comments, ...)
+    content_per_hour: int = 500
+    retry_after: int = 60  # seconds sent in `retry-after`; requests are refused until then
+    status: int = 403  # or 429
+    # Window lengths, shrinkable for tests.
+    minute_seconds: float = 60.0
+    hour_seconds: float = 3600.0
+
+
+@dataclass
+class RateBucket:
+    limit: int
+    used: int
+    reset_at: float
+
+    @property
+    def remaining(self) -> int:
+        return max(self.limit - self.used, 0)
+
+
+@dataclass
+class FailRule:
+    remaining: int
+    status: int
+    path_prefix: str | None = None
+    method: str | None = None
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.method is not None and self.method.upper() != method.upper():
+            return False
+        return self.path_prefix is None or path.startswith(self.path_prefix)
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    method: str
+    path: str
+    status: int
+    query: str = ""
+    installation_id: int | None = None
+    at: float = 0.0
+
+
+def _window_wait(
+    entries: list[tuple[float, int]], need: int, limit: int, span: float, now: float
+) -> float | None:
+    """None if `need` more fits in the sliding window; else seconds until it will."""
+    total = sum(p for _, p in entries)
+    if total + need <= limit or not entries:
+        return None  # an empty window admits even an oversized request
+    for ts, p in entries:
+        total -= p
+        if total + need <= limit:
+            return ts + span - now
+    return span
+
+
+class FakeState:
+    """Everything the fake GitHub knows. Mutate it freely between (or during) requests."""
+
+    def __init__(
+        self,
+        *,
+        app_id: int = 123456,
+        slug: str = "policy-enforcer",
+        app_name: str = "Policy Enforcer",
+        private_key: rsa.RSAPrivateKey | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.app_id = app_id
+        self.app_slug = slug
+        self.app_name = app_name
+        self.app_client_id = f"Iv1.{hashlib.sha1(slug.encode()).hexdigest()[:16]}"
+        self._private_key = private_key or _default_private_key()
+        # Where the server is reachable; set by FakeGitHub on start and used in every URL.
+        self.api_url = "https://api.github.com"
+        self.web_url = "https://github.com"
+        self.created_at = time.time() - 86400
+
+        self._ids = {
+            kind: itertools.count(start)
+            for kind, start in {
+                "user": 1000,
+                "repo": 100000,
+                "installation": 10000,
+                "issue": 500000,
+                "comment": 900000,
+                "label": 7000000,
+                "reaction": 3000000,
+                "commit": 1,
+            }.items()
+        }
+        self.users: dict[str, User] = {}
+        self.repos: dict[int, Repo] = {}
+        self._name_index: dict[str, int] = {}
+        self.installations: dict[int, Installation] = {}
+        self.tokens: dict[str, Token] = {}
+        self._comments: dict[int, Comment] = {}
+        self.app_owner = self.user(f"{slug}-owner", "Organization")
+        self.bot = self.user(f"{slug}[bot]", "Bot")
+
+        # Auth
+        self.token_ttl_seconds: float = 3600.0
+
+        # Rate limits
+        self.rate_limit = RateLimitConfig()
+        self.secondary = SecondaryLimitConfig()
+        self._buckets: dict[tuple[str, str], RateBucket] = {}
+        self._points: dict[str, deque[tuple[float, int]]] = {}
+        self._content: dict[str, deque[float]] = {}
+        self._blocked_until: dict[str, float] = {}
+
+        # Faults
+        self.latency: float = 0.0
+        self.fail_rate: float = 0.0
+        self.fail_status: int = 502
+        self.random = random.Random(seed)
+        self.fail_rules: list[FailRule] = []
+
+        # Observations
+        self.log: list[RequestRecord] = []
+        self.total_requests = 0
+        self.rate_limited_requests = 0  # requests that spent primary (core) budget
+        self.graphql_requests = 0
+        self.not_modified_responses = 0
+        self.primary_limit_responses = 0
+        self.secondary_limit_responses = 0
+        self.injected_failures = 0
+        self.unauthorized_responses = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    # ----------------------------------------------------------------- app & keys
+    @property
+    def private_key_pem(self) -> str:
+        """PKCS#1 PEM, the format GitHub hands out for App keys."""
+        return self._private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        ).decode()
+
+    @property
+    def public_key_pem(self) -> str:
+        return (
+            self._private_key.public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
+
+    @property
+    def bot_login(self) -> str:
+        return self.bot.login
+
+    def next_id(self, kind: str) -> int:
+        return next(self._ids[kind])
+
+    # ----------------------------------------------------------------- users
+    def user(self, login: str, type: str = "User") -> User:  # `type` as in GitHub's JSON
+        """The user with this login, created on first use."""
+        found = self.users.get(login.lower())
+        if found is None:
+            found = User(login=login, id=self.next_id("user"), type=type)
+            self.users[login.lower()] = found
+        return found
+
+    # ----------------------------------------------------------------- installations
+    def add_installation(
+        self,
+        login: str,
+        repos: int | Sequence[str | Mapping[str, Any]] = 0,
+        *,
+        account_type: str = "Organization",
+        repository_selection: str = "all",
+        permissions: Mapping[str, str] | None = None,
+        events: Sequence[str] | None = None,
+    ) -> Installation:
+        """Install the app on account `login`, creating its repositories.
+
+        `repos` is a count (repositories named repo-000, repo-001, ...) or a list of names or
+        of add_repo keyword dicts (each with "name").
+        """
+        account = self.user(login, account_type)
+        account.type = account_type  # the login may have been seen before as another type
+        now = time.time()
+        inst = Installation(
+            id=self.next_id("installation"),
+            account=account,
+            repository_selection=repository_selection,
+            created_at=now,
+            updated_at=now,
+        )
+        if permissions is not None:
+            inst.permissions = dict(permissions)
+        if events is not None:
+            inst.events = list(events)
+        self.installations[inst.id] = inst
+        specs: Iterable[str | Mapping[str, Any]] = (
+            [f"repo-{i:03d}" for i in range(repos)] if isinstance(repos, int) else repos
+        )
+        for spec in specs:
+            if isinstance(spec, str):
+                self.add_repo(login, spec)
+            else:
+                kwargs = dict(spec)
+                self.add_repo(login, kwargs.pop("name"), **kwargs)
+        return inst
+
+    def installation(self, ident: int | str) -> Installation:
+        """An installation by id or by account login."""
+        if isinstance(ident, int):
+            return self.installations[ident]
+        for inst in self.installations.values():
+            if inst.account.login.lower() == ident.lower():
+                return inst
+        raise KeyError(ident)
+
+    def installation_for(self, repo: Repo) -> Installation | None:
+        for inst in self.installations.values():
+            if any(r is repo for r in inst.repos):
+                return inst
+        return None
+
+    def remove_installation(self, installation_id: int) -> Installation:
+        """Uninstall: the installation disappears and its tokens stop working."""
+        self.revoke_tokens(installation_id)
+        return self.installations.pop(installation_id)
+
+    def suspend_installation(self, installation_id: int, by: str | None = None) -> Installation:
+        inst = self.installations[installation_id]
+        inst.suspended_at = time.time()
+        inst.suspended_by = self.user(by) if by else inst.account
+        self.revoke_tokens(installation_id)
+        return inst
+
+    def unsuspend_installation(self, installation_id: int) -> Installation:
+        inst = self.installations[installation_id]
+        inst.suspended_at = None
+        inst.suspended_by = None
+        return inst
+
+    # ----------------------------------------------------------------- repositories
+    def add_repo(
+        self,
+        owner: str | Installation,
+        name: str,
+        *,
+        private: bool | None = None,
+        visibility: str | None = None,
+        archived: bool = False,
+        fork: bool = False,
+        default_branch: str = "main",
+        files: Mapping[str, str] | None = None,
+        workflow_permissions: str | None = "read",
+        description: str | None = None,
+        topics: Sequence[str] = (),
+        pushed_at: float | None = None,
+        created_at: float | None = None,
+        updated_at: float | None = None,
+        installed: bool = True,
+        owner_type: str = "Organization",
+    ) -> Repo:
+        """Create a repository; it joins its owner's installation unless installed=False."""
+        login = owner.account.login if isinstance(owner, Installation) else owner
+        if self.find_repo(f"{login}/{name}") is not None:
+            raise ValueError(f"repository {login}/{name} already exists")
+        if visibility is None:
+            visibility = "private" if private else "public"
+        now = time.time()
+        repo = Repo(
+            id=self.next_id("repo"),
+            owner=self.user(login, owner_type),
+            name=name,
+            visibility=visibility,
+            archived=archived,
+            fork=fork,
+            default_branch=default_branch,
+            description=description,
+            topics=list(topics),
+            created_at=created_at if created_at is not None else now - 3600,
+            updated_at=updated_at if updated_at is not None else now - 60,
+            pushed_at=pushed_at if pushed_at is not None else now - 60,
+            workflow_permissions=workflow_permissions,
+        )
+        repo.branches[default_branch] = dict(files or {})
+        repo.heads[default_branch] = self._commit_sha(repo, default_branch)
+        self.repos[repo.id] = repo
+        if installed:
+            inst = (
+                owner
+                if isinstance(owner, Installation)
+                else next(
+                    (i for i in self.installations.values() if i.account.login.lower()
+                     == login.lower()),
+                    None,
+                )
+            )
+            if inst is not None:
+                inst.repos.append(repo)
+        return repo
+
+    def find_repo(self, full_name: str) -> Repo | None:
+        key = full_name.lower()
+        # The index is only a cache: verified on hit, rebuilt on miss, so renames done by
+        # assigning attributes directly still resolve.
+        repo = self.repos.get(self._name_index.get(key, -1))
+        if repo is not None and repo.full_name.lower() == key:
+            return repo
+        self._name_index = {r.full_name.lower(): r.id for r in self.repos.values()}
+        return self.repos.get(self._name_index.get(key, -1))
+
+    def repo(self, full_name: str) -> Repo:
+        found = self.find_repo(full_name)
+        if found is None:
+            raise KeyError(full_name)
+        return found
+
+    def add_repo_to_installation(self, full_name: str, installation_id: int | None = None) -> Repo:
+        repo = self.repo(full_name)
+        inst = (
+            self.installations[installation_id]
+            if installation_id is not None
+            else self.installation(repo.owner.login)
+        )
+        if repo not in inst.repos:
+            inst.repos.append(repo)
+        return repo
+
+    def remove_repo_from_installation(self, full_name: str) -> Repo:
+        repo = self.repo(full_name)
+        for inst in self.installations.values():
+            inst.repos = [r for r in inst.repos if r is not repo]
+        return repo
+
+    def delete_repo(self, full_name: str) -> Repo:
+        repo = self.remove_repo_from_installation(full_name)
+        del self.repos[repo.id]
+        return repo
+
+    def rename_repo(self, full_name: str, new_name: str) -> Repo:
+        repo = self.repo(full_name)
+        repo.name = new_name
+        repo.updated_at = time.time()
+        return repo
+
+    def transfer_repo(self, full_name: str, new_owner: str, *, owner_type: str = "Organization"
+                      ) -> Repo:
+        """Move the repository to another account (and that account's installation, if any)."""
+        repo = self.remove_repo_from_installation(full_name)
+        repo.owner = self.user(new_owner, owner_type)
+        repo.updated_at = time.time()
+        for inst in self.installations.values():
+            if inst.account is repo.owner:
+                inst.repos.append(repo)
+        return repo
+
+    def archive_repo(self, full_name: str, archived: bool = True) -> Repo:
+        repo = self.repo(full_name)
+        repo.archived = archived
+        repo.updated_at = time.time()
+        return repo
+
+    def set_visibility(self, full_name: str, visibility: str) -> Repo:
+        if visibility not in ("public", "private", "internal"):
+            raise ValueError(visibility)
+        repo = self.repo(full_name)
+        repo.visibility = visibility
+        repo.updated_at = time.time()
+        return repo
+
+    # ----------------------------------------------------------------- files & settings
+    def _commit_sha(self, repo: Repo, branch: str) -> str:
+        # A fresh sha per change (like a commit), yet the same across runs of a test.
+        seq = self.next_id("commit")
+        return hashlib.sha1(f"{repo.id}:{branch}:{seq}".encode()).hexdigest()
+
+    def set_file(self, full_name: str, path: str, text: str, *, branch: str | None = None) -> str:
+        """Create or replace a file; returns the new head commit sha of the branch."""
+        repo = self.repo(full_name)
+        branch = branch or repo.default_branch
+        repo.branches.setdefault(branch, {})[path.lstrip("/")] = text
+        return self._touch(repo, branch)
+
+    def delete_file(self, full_name: str, path: str, *, branch: str | None = None) -> str:
+        repo = self.repo(full_name)
+        branch = branch or repo.default_branch
+        repo.branches.setdefault(branch, {}).pop(path.lstrip("/"), None)
+        return self._touch(repo, branch)
+
+    def _touch(self, repo: Repo, branch: str) -> str:
+        repo.heads[branch] = self._commit_sha(repo, branch)
+        repo.pushed_at = repo.updated_at = time.time()
+        return repo.heads[branch]
+
+    def set_workflow_permissions(self, full_name: str, permission: str | None) -> Repo:
+        """"read" / "write", or None to disable GitHub Actions for the repository."""
+        if permission not in ("read", "write", None):
+            raise ValueError(permission)
+        repo = self.repo(full_name)
+        repo.workflow_permissions = permission
+        return repo
+
+    def set_permission(self, full_name: str, username: str, permission: str) -> None:
+        """A user's role: admin, maintain, write, triage, read or none."""
+        if permission not in PERMISSION_LEVELS:
+            raise ValueError(permission)
+        self.user(username)
+        self.repo(full_name).collaborators[username.lower()] = permission
+
+    def permission(self, full_name: str, username: str) -> str:
+        return self.repo(full_name).collaborators.get(username.lower(), "none")
+
+    # ----------------------------------------------------------------- labels & issues
+    def add_label(
+        self,
+        full_name: str,
+        name: str,
+        color: str = DEFAULT_LABEL_COLOR,
+        description: str | None = None,
+    ) -> Label:
+        repo = self.repo(full_name)
+        if name.lower() in repo.labels:
+            raise ValueError(f"label {name!r} already exists in {full_name}")
+        label = Label(id=self.next_id("label"), name=name, color=color, description=description)
+        repo.labels[name.lower()] = label
+        return label
+
+    def ensure_labels(self, repo: Repo, names: Iterable[str]) -> list[str]:
+        """Canonical names for `names`, creating missing labels as GitHub does on issue writes."""
+        out: list[str] = []
+        for name in names:
+            label = repo.labels.get(name.lower())
+            if label is None:
+                label = Label(id=self.next_id("label"), name=name)
+                repo.labels[name.lower()] = label
+            if label.name not in out:
+                out.append(label.name)
+        return out
+
+    def add_issue(
+        self,
+        full_name: str,
+        title: str,
+        body: str | None = "",
+        *,
+        user_login: str | None = None,
+        user_type: str = "User",
+        labels: Sequence[str] = (),
+        state: str = "open",
+        state_reason: str | None = None,
+        created_at: float | None = None,
+    ) -> Issue:
+        """Arrange an existing issue; user_login None means the app's bot opened it."""
+        repo = self.repo(full_name)
+        user = self.bot if user_login is None else self.user(user_login, user_type)
+        now = created_at if created_at is not None else time.time()
+        issue = Issue(
+            id=self.next_id("issue"),
+            repo=repo,
+            number=repo.next_issue_number,
+            title=title,
+            body=body,
+            user=user,
+            labels=self.ensure_labels(repo, labels),
+            created_at=now,
+            updated_at=now,
+            via_app=user is self.bot,
+        )
+        repo.next_issue_number += 1
+        repo.issues[issue.number] = issue
+        if state == "closed":
+            issue.state = "closed"
+            issue.state_reason = state_reason or "completed"
+            issue.closed_at = now
+            issue.closed_by = user
+        return issue
+
+    def issues(self, full_name: str) -> list[Issue]:
+        """All issues of the repository (open and closed), by number."""
+        repo = self.repo(full_name)
+        return [repo.issues[n] for n in sorted(repo.issues)]
+
+    def issue(self, full_name: str, number: int) -> Issue:
+        return self.repo(full_name).issues[number]
+
+    def new_comment(self, issue: Issue, user: User, body: str) -> Comment:
+        now = time.time()
+        comment = Comment(
+            id=self.next_id("comment"),
+            repo=issue.repo,
+            issue_number=issue.number,
+            user=user,
+            body=body,
+            created_at=now,
+            updated_at=now,
+            via_app=user is self.bot,
+        )
+        issue.comments.append(comment)
+        issue.updated_at = now
+        self._comments[comment.id] = comment
+        return comment
+
+    def add_issue_comment(
+        self,
+        full_name: str,
+        issue_number: int,
+        user_login: str,
+        body: str,
+        user_type: str = "User",
+    ) -> dict[str, Any]:
+        """Someone comments on an issue; returns the comment as the REST API renders it."""
+        from tests.fakegithub import render  # render imports this module
+
+        issue = self.issue(full_name, issue_number)
+        comment = self.new_comment(issue, self.user(user_login, user_type), body)
+        return render.comment(self, comment)
+
+    def comment(self, comment_id: int) -> Comment:
+        comment = self._comments[comment_id]
+        return comment
+
+    def find_comment(self, repo: Repo, comment_id: int) -> Comment | None:
+        comment = self._comments.get(comment_id)
+        if comment is None or comment.repo is not repo:
+            return None
+        if comment not in repo.issues[comment.issue_number].comments:
+            return None  # deleted
+        return comment
+
+    def delete_comment(self, comment_id: int) -> None:
+        comment = self._comments.pop(comment_id)
+        issue = comment.repo.issues[comment.issue_number]
+        issue.comments = [c for c in issue.comments if c is not comment]
+
+    def comments(self, full_name: str, issue_number: int) -> list[Comment]:
+        return list(self.issue(full_name, issue_number).comments)
+
+    def reactions(self, comment_id: int) -> list[Reaction]:
+        return list(self._comments[comment_id].reactions)
+
+    # ----------------------------------------------------------------- tokens
+    def issue_token(
+        self,
+        installation_id: int,
+        *,
+        ttl: float | None = None,
+        repo_ids: Iterable[int] | None = None,
+        permissions: Mapping[str, str] | None = None,
+    ) -> Token:
+        """Mint an installation token directly (what POST .../access_tokens does)."""
+        inst = self.installations[installation_id]
+        alphabet = string.ascii_letters + string.digits
+        value = "ghs_" + "".join(secrets.choice(alphabet) for _ in range(36))
+        token = Token(
+            token=value,
+            installation_id=installation_id,
+            expires_at=time.time() + (self.token_ttl_seconds if ttl is None else ttl),
+            repo_ids=None if repo_ids is None else frozenset(repo_ids),
+            permissions=dict(permissions if permissions is not None else inst.permissions),
+        )
+        self.tokens[value] = token
+        return token
+
+    def revoke_tokens(self, installation_id: int | None = None) -> int:
+        """Revoke every token (of one installation); returns how many were live."""
+        count = 0
+        for token in self.tokens.values():
+            if installation_id is None or token.installation_id == installation_id:
+                count += 0 if token.revoked else 1
+                token.revoked = True
+        return count
+
+    def expire_tokens(self, installation_id: int | None = None) -> None:
+        now = time.time()
+        for token in self.tokens.values():
+            if installation_id is None or token.installation_id == installation_id:
+                token.expires_at = min(token.expires_at, now - 1)
+
+    def live_tokens(self, installation_id: int | None = None) -> list[Token]:
+        now = time.time()
+        return [
+            t
+            for t in self.tokens.values()
+            if t.valid(now) and (installation_id is None or t.installation_id == installation_id)
+        ]
+
+    # ----------------------------------------------------------------- rate limits
+    def bucket(self, key: str, resource: str = "core") -> RateBucket:
+        """Primary budget for `key` ("installation:<id>" or "app"), rolled over when due."""
+        now = time.time()
+        cfg = self.rate_limit
+        limit = cfg.graphql_limit if resource == "graphql" else cfg.limit
+        if resource == "core" and key.startswith("installation:"):
+            limit = cfg.installation_limits.get(int(key.split(":", 1)[1]), limit)
+        found = self._buckets.get((key, resource))
+        if found is None or now >= found.reset_at:
+            reset_at = now + self.rate_limit.reset_after_seconds
+            found = RateBucket(limit=limit, used=0, reset_at=reset_at)
+            self._buckets[(key, resource)] = found
+        found.limit = limit
+        return found
+
+    def remaining(self, installation_id: int, resource: str = "core") -> int:
+        return self.bucket(f"installation:{installation_id}", resource).remaining
+
+    def exhaust_rate_limit(self, installation_id: int, resource: str = "core") -> None:
+        b = self.bucket(f"installation:{installation_id}", resource)
+        b.used = b.limit
+
+    def reset_rate_limits(self) -> None:
+        self._buckets.clear()
+
+    def reset_secondary(self) -> None:
+        self._points.clear()
+        self._content.clear()
+        self._blocked_until.clear()
+
+    def secondary_check(self, key: str, method: str, content: bool, concurrent: int
+                        ) -> int | None:
+        """Seconds to wait when this request trips a secondary limit, else None (and record it).
+
+        The wait is honest: at least `secondary.retry_after`, and long enough for the sliding
+        windows to admit the request, so a client that obeys retry-after gets through.
+        """
+        cfg = self.secondary
+        if not cfg.enabled:
+            return None
+        now = time.time()
+        blocked = self._blocked_until.get(key, 0.0)
+        if now < blocked:
+            return max(1, math.ceil(blocked - now))
+        points = 1 if method in ("GET", "HEAD", "OPTIONS") else 5
+        window = self._points.setdefault(key, deque())
+        while window and window[0][0] <= now - cfg.minute_seconds:
+            window.popleft()
+        created = self._content.setdefault(key, deque())
+        while created and created[0] <= now - cfg.hour_seconds:
+            created.popleft()
+        waits = [_window_wait(list(window), points, cfg.points_per_minute,
+                              cfg.minute_seconds, now)]
+        if content:
+            recent = [(t, 1) for t in created if t > now - cfg.minute_seconds]
+            waits.append(_window_wait(recent, 1, cfg.content_per_minute, cfg.minute_seconds, now))
+            waits.append(_window_wait([(t, 1) for t in created], 1, cfg.content_per_hour,
+                                      cfg.hour_seconds, now))
+        if concurrent > cfg.max_concurrent or any(w is not None for w in waits):
+            retry = max([float(cfg.retry_after)] + [w for w in waits if w is not None])
+            seconds = max(1, math.ceil(retry))
+            self._blocked_until[key] = now + seconds
+            return seconds
+        window.append((now, points))
+        if content:
+            created.append(now)
+        return None
+
+    # ----------------------------------------------------------------- faults
+    def fail_next(
+        self,
+        n: int = 1,
+        status: int = 502,
+        *,
+        path_prefix: str | None = None,
+        method: str | None = None,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> FailRule:
+        """Make the next `n` matching requests fail with `status` before any other processing."""
+        rule = FailRule(n, status, path_prefix, method, body, dict(headers or {}))
+        self.fail_rules.append(rule)
+        return rule
+
+    def seed(self, value: int) -> None:
+        """Reseed the fault RNG so `fail_rate` failures land on the same requests every run."""
+        self.random.seed(value)
+
+    def pick_failure(self, method: str, path: str) -> FailRule | None:
+        for rule in self.fail_rules:
+            if rule.remaining > 0 and rule.matches(method, path):
+                rule.remaining -= 1
+                return rule
+        self.fail_rules = [r for r in self.fail_rules if r.remaining > 0]
+        if self.fail_rate > 0 and self.random.random() < self.fail_rate:
+            return FailRule(0, self.fail_status)
+        return None
+
+    # ----------------------------------------------------------------- observations
+    @property
+    def requests(self) -> list[tuple[str, str, int]]:
+        """(method, path, status) for every request served, in order."""
+        return [(r.method, r.path, r.status) for r in self.log]
+
+    def count_requests(self, method: str | None = None, path_prefix: str = "") -> int:
+        return sum(
+            1
+            for r in self.log
+            if (method is None or r.method == method.upper()) and r.path.startswith(path_prefix)
+        )
+
+    def clear_log(self) -> None:
+        self.log.clear()
