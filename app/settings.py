@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     HOST: str = "0.0.0.0"
     LOG_LEVEL: str = "INFO"
     SCAN_CRON: str = "0 0 * * *"
+    # Webhook-triggered scans wait this long so a burst of events for one repo scans once.
+    SCAN_DEBOUNCE_SECONDS: float = Field(default=2.0, ge=0, le=300)
     # Issues and comments carry this name; the App's own login is `<slug>[bot]`.
     APP_NAME: str = "policy-enforcer"
 

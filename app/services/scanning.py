@@ -36,8 +36,11 @@ def reconcile_key(violation_id: int) -> str:
 async def request_repo_scan(svc: Services, installation_id: int, repo_id: int, *,
                             trigger: str | None = None, scan_id: int | None = None) -> bool:
     note: dict[str, Any] = {"scan": scan_id} if scan_id is not None else {"trigger": trigger}
+    # Event-triggered scans are debounced: a burst of pushes joins one queued scan.
+    debounce = svc.settings.SCAN_DEBOUNCE_SECONDS if scan_id is None else 0
     return await enqueue_coalesced(svc.redis, "scan_repo", scan_key(installation_id, repo_id),
-                                   installation_id, repo_id, note=note)
+                                   installation_id, repo_id, note=note,
+                                   defer_by=debounce or None)
 
 
 def full_scan_key(installation_id: int) -> str:
