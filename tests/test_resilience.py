@@ -64,7 +64,7 @@ async def test_secondary_and_primary_limits_are_waited_out(stack: Stack,
 
 async def test_revoked_token_is_refreshed(stack: Stack, fake_github: FakeGitHub) -> None:
     st = fake_github.state
-    inst, expected = build_org(st, n=3)
+    inst, _ = build_org(st, n=3)
     await install(stack, st, inst)
     st.revoke_tokens()
     push = hooks.commit_and_push(st, "acme/svc-00", {"AGENTS.md": "# ok\n"})
