@@ -43,7 +43,7 @@ def _serve(port: int, redis_url: str, db_url: str) -> None:
 
     settings = Settings(WEBHOOK_SECRET=SECRET, REDIS_URL=redis_url, DATABASE_URL=db_url,
                         PORT=port, HOST="127.0.0.1", LOG_LEVEL="WARNING",
-                        _env_file=None)  # type: ignore[call-arg]
+                        _env_file=None)
     asyncio.run(_serve_web(settings, redis_url, asyncio.Event()))
 
 

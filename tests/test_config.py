@@ -95,7 +95,7 @@ def test_full_config() -> None:
 def test_models_are_frozen() -> None:
     config = parse_config(FULL)
     with pytest.raises(ValidationError):
-        config.policies[0].name = "other"
+        config.policies[0].name = "other"  # type: ignore[misc]
     assert isinstance(config.policies, tuple)
     assert isinstance(config.policies[0].actions, tuple)
 

@@ -102,7 +102,7 @@ async def test_request_during_a_run_queues_exactly_one_more(redis_url: str) -> N
         later = [await enqueue_coalesced(redis, "scan_repo", key, 1, 2, note={"n": 9})
                  for _ in range(3)]
         assert later == [True, False, False]
-        assert sorted(j.job_id for j in await redis.queued_jobs()) == [f"{key}@0", f"{key}@1"]
+        assert sorted(str(j.job_id) for j in await redis.queued_jobs()) == [f"{key}@0", f"{key}@1"]
         assert await take_notes(redis, key) == [{"n": 9}]
     finally:
         await redis.aclose()

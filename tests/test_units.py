@@ -36,7 +36,7 @@ def test_private_key_with_escaped_newlines(monkeypatch: pytest.MonkeyPatch) -> N
     pem = _pem()
     monkeypatch.setenv("PRIVATE_KEY", pem.replace("\n", "\\n"))
     monkeypatch.setenv("APP_ID", "12")
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     assert settings.private_key_pem().strip() == pem.strip()
     assert settings.has_app_credentials
 
@@ -45,7 +45,7 @@ def test_private_key_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     key = tmp_path / "key.pem"
     key.write_text(_pem())
     monkeypatch.setenv("PRIVATE_KEY_PATH", str(key))
-    assert "PRIVATE KEY" in Settings(_env_file=None).private_key_pem()  # type: ignore[call-arg]
+    assert "PRIVATE KEY" in Settings(_env_file=None).private_key_pem()
     monkeypatch.setenv("PRIVATE_KEY_PATH", str(tmp_path / "missing.pem"))
     with pytest.raises(SettingsError, match="PRIVATE_KEY_PATH"):
         load_settings()

@@ -43,7 +43,7 @@ def make_settings(redis_url: str, database_url: str, **overrides: Any) -> Settin
         "WEBHOOK_SECRET": SECRET, "REDIS_URL": redis_url, "DATABASE_URL": database_url,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 def sign(body: bytes, secret: str = SECRET) -> str:
@@ -554,6 +554,6 @@ def test_create_app_requires_a_redis_url(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("REDIS_URL", raising=False)
-    settings = Settings(_env_file=None, DATABASE_URL=database_url)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, DATABASE_URL=database_url)
     with pytest.raises(SettingsError, match="REDIS_URL"):
         create_app(settings)
