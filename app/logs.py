@@ -32,5 +32,5 @@ def setup_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.LOG_LEVEL)
-    # arq logs every job at INFO; keep it unless the operator asks for less.
-    logging.getLogger("aiohttp.access").setLevel(max(logging.INFO, root.level))
+    # Alembic announces every plugin at INFO; only its warnings matter in production.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
