@@ -59,7 +59,14 @@ async def _run_worker(settings: Settings, redis_url: str, stop: asyncio.Event) -
 
     worker = create_worker(settings, redis_url, handle_signals=False)
     task = asyncio.create_task(worker.async_run())
-    await stop.wait()
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        # arq gave up (e.g. Redis unreachable): exit so the process manager restarts us.
+        stop.set()
+        exc = task.exception()
+        print(f"policy-enforcer: worker stopped: {exc or 'arq exited'}", file=sys.stderr)
+        raise SystemExit(1)
     await worker.close()
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

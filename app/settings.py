@@ -47,6 +47,26 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL")
         return v.rstrip("/")
 
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _database_url(cls, v: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(v)
+        except ArgumentError:
+            raise ValueError("is not a database URL (e.g. postgresql+asyncpg://user@host/db)"
+                             ) from None
+        # The common forms without a driver get the async driver we ship.
+        if url.drivername in ("postgres", "postgresql"):
+            url = url.set(drivername="postgresql+asyncpg")
+        elif url.drivername == "sqlite":
+            url = url.set(drivername="sqlite+aiosqlite")
+        if url.drivername not in ("postgresql+asyncpg", "sqlite+aiosqlite"):
+            raise ValueError("must be postgresql+asyncpg://… or sqlite+aiosqlite:///…")
+        return url.render_as_string(hide_password=False)
+
     @field_validator("LOG_LEVEL")
     @classmethod
     def _level(cls, v: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from arq import cron, func
@@ -16,9 +17,11 @@ from app.services.context import Services
 from app.settings import Settings
 from tasks import jobs
 
-# Results are not kept: job ids must be reusable as soon as a job finishes.
+# Results are not kept: job ids must be reusable as soon as a job finishes. arq's
+# max_tries is only a backstop; the jobs bound their own failures (jobs.MAX_TRIES) and
+# rate-limit deferrals do not count.
 FUNCTIONS = [
-    func(jobs.handle_webhook, name="handle_webhook", keep_result=0, max_tries=jobs.MAX_TRIES),
+    func(jobs.handle_webhook, name="handle_webhook", keep_result=0, max_tries=1000),
     func(jobs.scan_installation, name="scan_installation", keep_result=0, max_tries=1000),
     func(jobs.scan_repo, name="scan_repo", keep_result=0, max_tries=1000),
     func(jobs.reconcile_violation, name="reconcile_violation", keep_result=0, max_tries=1000),
@@ -44,8 +47,12 @@ def worker_settings(settings: Settings, redis_url: str) -> dict[str, Any]:
     return {
         "functions": FUNCTIONS,
         # unique=True (arq's default) makes one worker run the cron even with several.
+        # keep_result: the finished cron's id stays taken, so a worker that polls late
+        # cannot run the same night's scan again.
         "cron_jobs": [cron(jobs.nightly_scan, name="nightly_scan", unique=True,
-                           run_at_startup=False, **parse_cron(settings.SCAN_CRON))],
+                           run_at_startup=False, keep_result=3600,
+                           **parse_cron(settings.SCAN_CRON))],
+        "timezone": UTC,  # SCAN_CRON is in UTC whatever the host's zone
         "on_startup": startup,
         "on_shutdown": shutdown,
         "redis_settings": RedisSettings.from_dsn(redis_url),

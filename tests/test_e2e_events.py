@@ -57,7 +57,10 @@ async def test_rescan_command_from_a_writer(stack: Stack, fake_github: FakeGitHu
     assert "| Require AGENTS.md | ✅ pass |" in (reply.body or "")
     assert "| Read-only workflow token | ❌ fail |" in (reply.body or "")
     assert "Require AGENTS.md" not in open_issues(st, "acme/api")  # the rescan closed it
-    assert len(await stack.scans()) == scans_before  # ran inline, not as another job
+    scans = await stack.scans()
+    assert len(scans) == scans_before + 1
+    assert (scans[-1].kind, scans[-1].trigger, scans[-1].status) == ("repo", "command:alice", "ok")
+    assert scans[-1].violations_resolved == 1
 
 
 async def test_rescan_command_refused_for_a_reader(stack: Stack, fake_github: FakeGitHub) -> None:

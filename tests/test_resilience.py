@@ -9,7 +9,12 @@ import pytest
 from arq import create_pool
 from arq.connections import RedisSettings
 
-from app.services.queue import enqueue_coalesced, start_coalesced, take_notes
+from app.services.queue import (
+    enqueue_coalesced,
+    finish_coalesced,
+    pending_notes,
+    start_coalesced,
+)
 from tests.fakegithub import webhooks as hooks
 from tests.fakegithub.server import FakeGitHub
 from tests.stack import Stack, running_stack
@@ -97,12 +102,46 @@ async def test_request_during_a_run_queues_exactly_one_more(redis_url: str) -> N
         assert results == [True, False, False, False, False]
         assert [j.job_id for j in await redis.queued_jobs()] == [f"{key}@0"]
         # The queued run starts: it takes every note so far...
-        assert await start_coalesced(redis, key) == [{"n": i} for i in range(5)]
+        assert await start_coalesced(redis, key, f"{key}@0") == [{"n": i} for i in range(5)]
         # ...and a request arriving while it runs queues one more run, not more.
         later = [await enqueue_coalesced(redis, "scan_repo", key, 1, 2, note={"n": 9})
                  for _ in range(3)]
         assert later == [True, False, False]
         assert sorted(str(j.job_id) for j in await redis.queued_jobs()) == [f"{key}@0", f"{key}@1"]
-        assert await take_notes(redis, key) == [{"n": 9}]
+        assert await pending_notes(redis, key) == [{"n": 9}]
+        # An interrupted run that arq starts again still has its notes, plus new ones.
+        again = await start_coalesced(redis, key, f"{key}@0")
+        assert again == [{"n": i} for i in range(5)] + [{"n": 9}]
+        await finish_coalesced(redis, key, f"{key}@0")
+        assert await start_coalesced(redis, key, f"{key}@0") == []
     finally:
         await redis.aclose()
+
+
+async def test_a_post_that_failed_after_creating_is_not_repeated(
+        stack: Stack, fake_github: FakeGitHub) -> None:
+    """A 502 after GitHub created the issue: the retry finds the issue, files no second."""
+    st = fake_github.state
+    inst, expected = build_org(st, n=3)
+    st.fail_next(1, 502, path_prefix="/repos/acme/svc-00/issues", method="POST", after=True)
+    await install(stack, st, inst)
+    assert st.injected_failures == 1
+    assert len(st.issues("acme/svc-00")) == len(expected["acme/svc-00"])
+    await assert_complete(stack, fake_github, expected)
+    failed = [a for a in await stack.action_log() if a.status == "failed"]
+    assert len(failed) == 1 and "502" in failed[0].detail
+
+
+async def test_installation_first_seen_through_a_push(stack: Stack,
+                                                      fake_github: FakeGitHub) -> None:
+    """Installed before this server was deployed: the first push is enough to enforce."""
+    st = fake_github.state
+    build_org(st, n=2)
+    push = hooks.commit_and_push(st, "acme/svc-00", {"notes.txt": "x"})
+    assert (await stack.deliver("push", push))[0] == 202
+    await stack.drain()
+    assert set(open_issues(st, "acme/svc-00")) == {"Require AGENTS.md",
+                                                   "Require catalog-info.yaml",
+                                                   "Read-only workflow token"}
+    (row,) = [await stack.installation(i) for i in st.installations]
+    assert row is not None and (row.account_login, row.config_status) == ("acme", "valid")

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from app.cron import parse_cron
-from app.logs import RedactSecrets
+from app.logs import RedactingFormatter
 from app.services.commands import parse_commands
 from app.settings import Settings, SettingsError, load_settings
 
@@ -54,7 +54,9 @@ def test_private_key_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
 @pytest.mark.parametrize(("name", "value"), [("PORT", "eighty"), ("SCAN_CRON", "every night"),
                                              ("PRIVATE_KEY", "not-a-key-s3cr3t"),
                                              ("GITHUB_API_URL", "ftp://x"),
-                                             ("LOG_LEVEL", "LOUD")])
+                                             ("LOG_LEVEL", "LOUD"),
+                                             ("DATABASE_URL", "not a url"),
+                                             ("DATABASE_URL", "mysql://db/x")])
 def test_bad_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch, name: str,
                                         value: str) -> None:
     monkeypatch.setenv(name, value)
@@ -74,14 +76,40 @@ def test_cli_bad_setting_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert "PORT" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_database_url_gets_the_async_driver() -> None:
+    make = Settings  # a plain postgres:// URL, as hosting platforms hand it out
+    assert make(DATABASE_URL="postgres://u:p@h/db", _env_file=None).DATABASE_URL == \
+        "postgresql+asyncpg://u:p@h/db"
+    assert make(DATABASE_URL="sqlite:///x.db", _env_file=None).DATABASE_URL == \
+        "sqlite+aiosqlite:///x.db"
+
+
+def test_worker_cron_is_utc_and_runs_once() -> None:
+    from datetime import UTC
+
+    from tasks.worker import worker_settings
+
+    ws = worker_settings(Settings(SCAN_CRON="30 2 * * 1", _env_file=None), "redis://x:1")
+    assert ws["timezone"] is UTC
+    (cron,) = ws["cron_jobs"]
+    assert (cron.minute, cron.hour, cron.weekday) == ({30}, {2}, {0})
+    assert cron.unique and cron.keep_result_s == 3600
+
+
 def test_parse_commands() -> None:
     body = "thanks!\n/policy rescan\n  /policy   help me\nnot /policy rescan"
     assert parse_commands(body) == [("rescan", ""), ("help", "me")]
     assert parse_commands("/policyrescan") == []
 
 
-def test_secrets_are_masked_in_logs() -> None:
-    record = logging.LogRecord("x", logging.INFO, __file__, 1, "token %s used", ("hunter22",),
-                               None)
-    RedactSecrets(["hunter22"]).filter(record)
-    assert record.getMessage() == "token *** used"
+def test_secrets_are_masked_in_logs_and_tracebacks() -> None:
+    fmt = RedactingFormatter("%(message)s", ["hunter22"])
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "secret %s, token %s",
+                               ("hunter22", "ghs_" + "a1" * 18), None)
+    assert fmt.format(record) == "secret ***, token ghs_***"
+    try:
+        raise RuntimeError("bad hunter22")
+    except RuntimeError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "boom", (), sys.exc_info())
+    out = fmt.format(record)
+    assert "RuntimeError: bad ***" in out and "hunter22" not in out

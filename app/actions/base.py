@@ -20,6 +20,8 @@ class ViolationView:
     state: str  # open / resolved
     message: str
     issue_number: int | None
+    # When the violation entered its current state; marks comments made for this transition.
+    since: str = ""
 
 
 @dataclass
@@ -52,3 +54,9 @@ class Action(Protocol):
 def marker(policy_name: str) -> str:
     """Hidden in issue bodies so an issue is found again even if the database is lost."""
     return f"<!-- policy-enforcer:policy={quote(policy_name, safe='')} -->"
+
+
+def transition_marker(v: ViolationView) -> str:
+    """Hidden in the comment made when a violation opens again or resolves, so a retried
+    job sees the comment is already there and does not post it twice."""
+    return f"<!-- policy-enforcer:{v.state}:{quote(v.since, safe='')} -->"

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import gidgethub
 
-from app.actions.base import ActionContext, Outcome, marker
+from app.actions.base import ActionContext, Outcome, marker, transition_marker
 
 DEFAULT_LABELS = ("policy-enforcer",)
 LABEL_COLOR = "d93f0b"
@@ -81,6 +81,16 @@ async def _ensure_labels(ctx: ActionContext, labels: list[str]) -> None:
                               data={"name": name, "color": LABEL_COLOR})
 
 
+async def _comment_once(ctx: ActionContext, number: int, text: str) -> None:
+    """Post the transition comment unless an earlier try of this job already did."""
+    mark = transition_marker(ctx.violation)
+    url = f"/repos/{ctx.full_name}/issues/{number}/comments"
+    async for comment in ctx.gh.getiter(f"{url}?per_page=100"):
+        if mark in (comment.get("body") or ""):
+            return
+    await ctx.gh.post(url, data={"body": f"{text}\n\n{mark}"})
+
+
 class CreateIssue:
     name: ClassVar[str] = "create-issue"
     order: ClassVar[int] = 10
@@ -112,10 +122,11 @@ class CreateIssue:
         number = int(issue["number"])
         updates = {"issue_number": number}
         if issue.get("state") == "closed":
+            # Comment first: a retry after a failed PATCH then finds the comment and
+            # only reopens, rather than posting it twice.
+            await _comment_once(ctx, number, f"The policy **{ctx.violation.policy}** fails "
+                                             f"again: {ctx.violation.message}")
             await ctx.gh.patch(f"{base}/{number}", data={"state": "open", "body": body})
-            await ctx.gh.post(f"{base}/{number}/comments", data={
-                "body": f"The policy **{ctx.violation.policy}** fails again: "
-                        f"{ctx.violation.message}"})
             return Outcome("success", f"reopened issue #{number}", issue.get("html_url"), updates)
         if (issue.get("body") or "") != body:
             await ctx.gh.patch(f"{base}/{number}", data={"body": body})
@@ -132,8 +143,8 @@ class CreateIssue:
             return Outcome("skipped", f"issue #{number} is already closed",
                            issue.get("html_url"), updates)
         base = f"/repos/{ctx.full_name}/issues/{number}"
-        await ctx.gh.post(f"{base}/comments", data={
-            "body": f"The repository now complies with **{ctx.violation.policy}**. Closing."})
+        await _comment_once(ctx, number, f"The repository now complies with "
+                                         f"**{ctx.violation.policy}**. Closing.")
         await ctx.gh.patch(base, data={"state": "closed", "state_reason": "completed"})
         return Outcome("success", f"closed issue #{number}", issue.get("html_url"), updates)
 

@@ -36,6 +36,18 @@ def _wait_key(installation_id: int | None) -> str:
     return f"pe:ratelimit:{installation_id or 'app'}:until"
 
 
+def retry_safe(method: str, url: str) -> bool:
+    """Whether repeating a request that may have reached GitHub cannot duplicate anything.
+
+    A POST that timed out or got a 502 may still have created its issue or comment; it is
+    not repeated here. The job fails instead, and its retry first looks for what exists.
+    """
+    if method != "POST":
+        return True
+    path = url.split("?", 1)[0]
+    return path.endswith(("/access_tokens", "/reactions", "/graphql"))
+
+
 def _header(headers: Mapping[str, str], name: str) -> str | None:
     value = headers.get(name)
     if value is None:
@@ -54,8 +66,13 @@ class RateLimitedAPI(gidgethub.aiohttp.GitHubAPI):
 
     async def _pause(self, until: float, reason: str) -> None:
         now = time.time()
-        await self.redis.set(_wait_key(self.installation_id), str(until),
-                             ex=max(1, int(until - now) + 1))
+        key = _wait_key(self.installation_id)
+        current = await self.redis.get(key)
+        # Only ever extend the shared wait; another process may know of a longer one.
+        if current is not None and float(current) > until:
+            until = float(current)
+        else:
+            await self.redis.set(key, str(until), ex=max(1, int(until - now) + 1))
         if until - now > MAX_INLINE_WAIT:
             raise RateLimited(until, reason)
         log.info("rate limit: %s; waiting %.1f s", reason, until - now)
@@ -68,7 +85,8 @@ class RateLimitedAPI(gidgethub.aiohttp.GitHubAPI):
             if until > time.time():
                 await self._pause(until, "another request hit GitHub's rate limit")
         rl = self.rate_limit
-        if rl is not None and rl.remaining <= 0:
+        # gidgethub counts this request down before calling us: below zero means spent.
+        if rl is not None and rl.remaining < 0:
             reset = rl.reset_datetime.timestamp()
             if reset > time.time():
                 await self._pause(reset + 1, "primary rate limit spent")
@@ -86,12 +104,14 @@ class RateLimitedAPI(gidgethub.aiohttp.GitHubAPI):
             reset = float(_header(headers, "x-ratelimit-reset") or time.time() + 60)
             await self._pause(max(reset, time.time()) + 1, "primary rate limit spent")
             return attempt < MAX_LIMIT_ATTEMPTS
-        if status in (403, 429) and (retry_after or "secondary rate limit" in message):
+        if status == 429 or (status == 403 and (
+                retry_after or "secondary rate limit" in message or "abuse" in message)):
             # GitHub: honour retry-after; without it wait at least a minute, then longer.
             wait = float(retry_after) if retry_after else 60.0 * min(attempt, 5)
             await self._pause(time.time() + wait, "secondary rate limit")
             return attempt < MAX_LIMIT_ATTEMPTS
-        if isinstance(exception, gidgethub.GitHubBroken) and attempt < MAX_SERVER_ERROR_ATTEMPTS:
+        if (isinstance(exception, gidgethub.GitHubBroken) and attempt < MAX_SERVER_ERROR_ATTEMPTS
+                and retry_safe(method, url)):
             delay = min(30.0, 0.25 * 2 ** (attempt - 1)) * (0.5 + random.random())
             log.warning("GitHub answered %s for %s %s; retry %d in %.2f s",
                         status, method, url, attempt, delay)
@@ -106,7 +126,9 @@ class RateLimitedAPI(gidgethub.aiohttp.GitHubAPI):
             try:
                 return await super()._request(method, url, headers, body)
             except (aiohttp.ClientConnectionError, TimeoutError) as exc:
-                if attempt == MAX_NETWORK_ATTEMPTS:
+                # A refused connection never reached GitHub; anything else may have.
+                sent = not isinstance(exc, aiohttp.ClientConnectorError)
+                if attempt == MAX_NETWORK_ATTEMPTS or (sent and not retry_safe(method, url)):
                     raise
                 delay = min(10.0, 0.25 * 2 ** (attempt - 1)) * (0.5 + random.random())
                 log.warning("network error on %s %s (%s); retry in %.2f s",

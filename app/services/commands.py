@@ -7,9 +7,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from app.db.models import Scan
 from app.services.context import Services
-from app.services.queue import exclusive, start_coalesced
+from app.services.queue import exclusive
 from app.services.scanning import scan_key, scan_repository
+from app.services.store import bump_scan
 
 COMMAND_RE = re.compile(r"^\s*/policy\s+([a-z][a-z-]*)\b(.*)$", re.MULTILINE)
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
@@ -36,10 +38,22 @@ Handler = Callable[[Services, CommandRequest], Awaitable[str]]
 
 
 async def _rescan(svc: Services, req: CommandRequest) -> str:
-    key = scan_key(req.installation_id, req.repo_id)
-    await start_coalesced(svc.redis, key)
-    async with exclusive(svc.redis, key):
-        result = await scan_repository(svc, req.installation_id, req.repo_id)
+    async with svc.db() as db, db.begin():
+        scan = Scan(installation_id=req.installation_id, kind="repo", total=1,
+                    repository_id=req.repo_id, trigger=f"command:{req.user}")
+        db.add(scan)
+        await db.flush()
+        scan_id = scan.id
+    # The lock serialises with scan_repo jobs; queued ones keep their own requests.
+    try:
+        async with exclusive(svc.redis, scan_key(req.installation_id, req.repo_id)):
+            result = await scan_repository(svc, req.installation_id, req.repo_id)
+    except Exception:
+        async with svc.db() as db, db.begin():
+            await bump_scan(db, scan_id, ok=False)
+        raise
+    async with svc.db() as db, db.begin():
+        await bump_scan(db, scan_id, ok=True, opened=result.opened, resolved=result.resolved)
     if result.status != "ok":
         return f"Rescanned `{req.full_name}`: {result.reason}."
     lines = [f"Rescanned `{req.full_name}`:", "", "| Policy | Result | Details |",

@@ -41,6 +41,16 @@ def config_for(inst: Installation) -> OrgConfig | None:
 
 async def refresh_config(gh: GitHubAPI, inst: Installation) -> str:
     """Read config.yaml from GitHub into `inst`; returns the new config status."""
+    if not inst.account_login:
+        # First seen through an event without the account: ask GitHub whose it is.
+        data = await gh.getitem("/installation/repositories?per_page=1")
+        repos = data.get("repositories") or []
+        if not repos:
+            inst.config_status = "missing"
+            inst.config_error = "The installation has no repositories."
+            return inst.config_status
+        inst.account_login = str(repos[0]["owner"]["login"])
+        inst.account_type = str(repos[0]["owner"].get("type", "Organization"))
     url = f"/repos/{inst.account_login}/{CONFIG_REPO}/contents/{CONFIG_PATH}"
     inst.config_checked_at = utcnow()
     try:

@@ -4,6 +4,10 @@ A job for `key` gets the id `key@gen`, where `gen` is a counter the job incremen
 starts. Requests made before the job starts share its id (and are coalesced by arq);
 a request made after it started reads the new counter and queues one more run.
 A Redis lock keeps two runs for the same key from overlapping.
+
+Notes (which full scan or trigger asked) move from the key to the job that took them and
+are dropped only when that job finishes, so a job that is cancelled, crashes or is retried
+still has them when arq runs it again.
 """
 
 from __future__ import annotations
@@ -41,22 +45,40 @@ async def enqueue_coalesced(redis: ArqRedis, function: str, key: str, *args: Any
     return job is not None
 
 
-async def start_coalesced(redis: ArqRedis, key: str) -> list[dict[str, Any]]:
-    """Call first thing in the job: later requests get a new run; returns the notes."""
-    await redis.incr(_gen_key(key))
-    return await take_notes(redis, key)
+NOTES_TTL = 7 * 24 * 3600
 
 
-async def take_notes(redis: ArqRedis, key: str) -> list[dict[str, Any]]:
+def _job_notes_key(key: str, job_id: str) -> str:
+    return f"pe:notes:{key}:job:{job_id}"
+
+
+async def start_coalesced(redis: ArqRedis, key: str, job_id: str) -> list[dict[str, Any]]:
+    """Call first thing in the job: later requests get a new run. Returns the notes of
+    every request this run serves (including those of an earlier, interrupted try)."""
+    mine = _job_notes_key(key, job_id)
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.smembers(_notes_key(key))
+        pipe.incr(_gen_key(key))
+        pipe.sunionstore(mine, [mine, _notes_key(key)])
         pipe.delete(_notes_key(key))
-        members, _ = await pipe.execute()
+        pipe.expire(mine, NOTES_TTL)
+        pipe.smembers(mine)
+        *_, members = await pipe.execute()
+    return [json.loads(m) for m in sorted(members)]
+
+
+async def finish_coalesced(redis: ArqRedis, key: str, job_id: str) -> None:
+    """The job is done with its notes (its counts are recorded)."""
+    await redis.delete(_job_notes_key(key, job_id))
+
+
+async def pending_notes(redis: ArqRedis, key: str) -> list[dict[str, Any]]:
+    """Notes of requests no run has taken yet."""
+    members = await redis.smembers(_notes_key(key))  # type: ignore[misc]
     return [json.loads(m) for m in sorted(members)]
 
 
 @asynccontextmanager
-async def exclusive(redis: ArqRedis, key: str, hold: float = 600,
+async def exclusive(redis: ArqRedis, key: str, hold: float = 1800,
                     wait: float = 900) -> AsyncIterator[None]:
     """Hold the lock for `key`; a second run for the same key waits its turn."""
     lock = Lock(redis, f"pe:lock:{key}", timeout=hold, blocking_timeout=wait)

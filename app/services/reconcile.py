@@ -56,7 +56,9 @@ async def reconcile_violation(svc: Services, installation_id: int, violation_id:
             violation=ViolationView(
                 id=v.id, policy=v.policy, policy_type=v.policy_type,
                 policy_title=policy.title if policy else v.policy_type, state=v.state,
-                message=v.message, issue_number=v.issue_number),
+                message=v.message, issue_number=v.issue_number,
+                since=((v.resolved_at if v.state == "resolved" else None)
+                       or v.first_seen_at).isoformat()),
             policy=pc,
         )
         try:
@@ -65,7 +67,9 @@ async def reconcile_violation(svc: Services, installation_id: int, violation_id:
             raise
         except Exception as exc:
             log.exception("action %s for violation %s failed", name, v.id)
-            outcome = Outcome("failed", f"{type(exc).__name__}: {exc}"[:2000])
+            status = getattr(exc, "status_code", None)
+            code = f" {int(status)}" if status is not None else ""
+            outcome = Outcome("failed", f"{type(exc).__name__}{code}: {exc}"[:2000])
         async with svc.db() as db, db.begin():
             row = await db.get(Violation, violation_id, populate_existing=True)
             if row is None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from app.actions import REGISTRY as ACTIONS
 from app.config import OrgConfig, PolicyConfig
 from app.db.models import Installation, Repository, Scan, Violation, utcnow
 from app.policies import REGISTRY, Needs, Result
@@ -153,7 +154,8 @@ async def scan_repository(svc: Services, installation_id: int, repo_id: int) -> 
 
 def _needs_reconcile(v: Violation, pc: PolicyConfig | None) -> bool:
     actions = pc.actions if pc is not None else (("create-issue",) if v.issue_number else ())
-    return any(v.reconciled.get(a) != v.state for a in actions)
+    # Actions that parse but are not implemented yet never catch up; don't ask for them.
+    return any(v.reconciled.get(a) != v.state for a in actions if a in ACTIONS)
 
 
 async def _record(svc: Services, installation_id: int, meta: dict[str, Any], cfg: OrgConfig,

@@ -12,14 +12,17 @@ from app.db.models import Installation, Repository, Scan, utcnow
 
 
 async def ensure_installation(db: AsyncSession, installation_id: int,
-                              account: Mapping[str, Any] | None = None) -> Installation:
+                              account: Mapping[str, Any] | None = None, *,
+                              authoritative: bool = True) -> Installation:
+    """The installation row, created if missing. `account` comes from the payload; only an
+    `installation` event's account is authoritative, others just fill in a missing one."""
     inst = await db.get(Installation, installation_id)
     if inst is None:
         inst = Installation(id=installation_id, account_login=str((account or {}).get("login", "")),
                             account_type=str((account or {}).get("type", "Organization")))
         db.add(inst)
         await db.flush()
-    elif account:
+    elif account and (authoritative or not inst.account_login):
         inst.account_login = str(account.get("login", inst.account_login))
         inst.account_type = str(account.get("type", inst.account_type))
     return inst

@@ -47,6 +47,14 @@ async def set_outcome(svc: Services, delivery_id: str, outcome: str) -> None:
             row.outcome = outcome[:255]
 
 
+def _account(p: Payload) -> dict[str, Any] | None:
+    """The account a repository event belongs to (for an installation first seen here)."""
+    owner = p.get("organization") or (p.get("repository") or {}).get("owner")
+    if isinstance(owner, dict) and owner.get("login"):
+        return {"login": owner["login"], "type": owner.get("type", "Organization")}
+    return None
+
+
 async def enqueue_full_scan(svc: Services, installation_id: int, trigger: str) -> None:
     # One queued full scan per installation is enough; a request joins the queued one.
     await request_full_scan(svc, installation_id, trigger)
@@ -99,7 +107,7 @@ async def _repository(svc: Services, p: Payload) -> str:
     inst_id = int(p["installation"]["id"])
     data = p["repository"]
     async with svc.db() as db, db.begin():
-        inst = await ensure_installation(db, inst_id)
+        inst = await ensure_installation(db, inst_id, _account(p), authoritative=False)
         if action == "deleted":
             await mark_removed(db, [int(data["id"])])
             return "repository removed"
@@ -136,7 +144,7 @@ async def _push(svc: Services, p: Payload) -> str:
         await enqueue_full_scan(svc, inst_id, "webhook:push:config")
         outcome.append("config reload and full scan queued")
     async with svc.db() as db, db.begin():
-        await ensure_installation(db, inst_id)
+        await ensure_installation(db, inst_id, _account(p), authoritative=False)
         existing = await db.get(Repository, int(data["id"]))
         # A push payload's repository has `owner` as an object and no `visibility` in
         # older shapes; only the fields upsert understands are used.
@@ -161,7 +169,7 @@ async def _issue_comment(svc: Services, p: Payload) -> str:
     inst_id = int(p["installation"]["id"])
     repo = p["repository"]
     async with svc.db() as db, db.begin():
-        await ensure_installation(db, inst_id)
+        await ensure_installation(db, inst_id, _account(p), authoritative=False)
         if await db.get(Repository, int(repo["id"])) is None:
             await upsert_repository(db, inst_id, repo)
     for name, args in commands[:5]:

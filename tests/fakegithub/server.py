@@ -478,6 +478,10 @@ async def _serve(
         resp = await handler(request)
     except GitHubError as e:
         resp = error_response(e.status, e.message, e.doc or r.doc, e.errors)
+    late = st.pick_failure(request.method, request.path, after=True)
+    if late is not None:
+        st.injected_failures += 1
+        return fault_response(late)
 
     if (
         request.method == "GET"

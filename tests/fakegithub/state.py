@@ -251,6 +251,9 @@ class FailRule:
     method: str | None = None
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    # True: the request is carried out, then answered with the failure (a gateway that
+    # timed out after GitHub did the work), so a blind retry would do it twice.
+    after: bool = False
 
     def matches(self, method: str, path: str) -> bool:
         if self.method is not None and self.method.upper() != method.upper():
@@ -892,9 +895,11 @@ class FakeState:
         method: str | None = None,
         body: Any = None,
         headers: Mapping[str, str] | None = None,
+        after: bool = False,
     ) -> FailRule:
-        """Make the next `n` matching requests fail with `status` before any other processing."""
-        rule = FailRule(n, status, path_prefix, method, body, dict(headers or {}))
+        """Make the next `n` matching requests fail with `status` before any other processing
+        (or, with `after`, once the request has been carried out)."""
+        rule = FailRule(n, status, path_prefix, method, body, dict(headers or {}), after)
         self.fail_rules.append(rule)
         return rule
 
@@ -902,9 +907,9 @@ class FakeState:
         """Reseed the fault RNG so `fail_rate` failures land on the same requests every run."""
         self.random.seed(value)
 
-    def pick_failure(self, method: str, path: str) -> FailRule | None:
+    def pick_failure(self, method: str, path: str, *, after: bool = False) -> FailRule | None:
         for rule in self.fail_rules:
-            if rule.remaining > 0 and rule.matches(method, path):
+            if rule.remaining > 0 and rule.after == after and rule.matches(method, path):
                 rule.remaining -= 1
                 return rule
         self.fail_rules = [r for r in self.fail_rules if r.remaining > 0]
