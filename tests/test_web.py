@@ -479,7 +479,8 @@ async def test_home_with_credentials_lists_installations_and_scans(
     started = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
     async with sessionmaker(database_url)() as db, db.begin():
         db.add_all([
-            Installation(id=1, account_login="acme", config_status="valid"),
+            Installation(id=1, account_login="acme", config_status="valid",
+                         config_notes="policy 'PRs': action 'block-prs' is not enforced yet"),
             Installation(
                 id=2, account_login="<b>evil</b>", config_status="invalid",
                 config_error="line 3: <script>alert('x')</script>", active=False,
@@ -489,8 +490,9 @@ async def test_home_with_credentials_lists_installations_and_scans(
         db.add(Repository(id=10, installation_id=1, full_name="acme/widgets"))
         await db.flush()
         db.add_all([
-            Scan(installation_id=1, kind="full", trigger="cron", status="ok", total=3, done=3,
-                 started_at=started),
+            Scan(installation_id=1, kind="full", trigger="cron", status="running", total=3,
+                 done=1, started_at=started, violations_opened=4,
+                 detail="waiting for rate limit until 13:05 UTC"),
             Scan(installation_id=1, kind="repo", trigger="webhook:push", status="errored",
                  repository_id=10, total=1, done=1, errored=1,
                  started_at=started.replace(hour=13)),
@@ -510,6 +512,8 @@ async def test_home_with_credentials_lists_installations_and_scans(
     assert "<b>evil</b>" not in text and "&lt;b&gt;evil&lt;/b&gt;" in text
     assert "<script>" not in text and "&lt;script&gt;" in text
     assert "not configured" not in text
+    assert "action &#39;block-prs&#39; is not enforced yet" in text
+    assert "waiting for rate limit until 13:05 UTC" in text and "1/3" in text
 
 
 async def test_home_with_unmigrated_database_shows_a_message(

@@ -49,6 +49,7 @@ class InstallationRow:
     suspended: bool
     config_status: str
     config_error: str | None
+    config_notes: str | None
     last_scan_at: datetime | None
     last_scan_status: str | None
 
@@ -64,7 +65,9 @@ class ScanRow:
     total: int
     done: int
     errored: int
-    violations_open: int
+    violations_opened: int
+    violations_resolved: int
+    detail: str | None
     started_at: datetime
     finished_at: datetime | None
 
@@ -127,13 +130,15 @@ async def _query(database_url: str) -> Overview:
             overview.installations.append(InstallationRow(
                 id=inst.id, account_login=inst.account_login, account_type=inst.account_type,
                 active=inst.active, suspended=inst.suspended, config_status=inst.config_status,
-                config_error=inst.config_error, last_scan_at=scan_at, last_scan_status=scan_status,
+                config_error=inst.config_error, config_notes=inst.config_notes,
+                last_scan_at=scan_at, last_scan_status=scan_status,
             ))
         for scan, login, repo in (await session.execute(scans_stmt)).all():
             overview.scans.append(ScanRow(
                 id=scan.id, account_login=login, repository=repo, kind=scan.kind,
                 trigger=scan.trigger, status=scan.status, total=scan.total, done=scan.done,
-                errored=scan.errored, violations_open=scan.violations_open,
+                errored=scan.errored, violations_opened=scan.violations_opened,
+                violations_resolved=scan.violations_resolved, detail=scan.detail,
                 started_at=scan.started_at, finished_at=scan.finished_at,
             ))
         return overview
