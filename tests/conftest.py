@@ -10,6 +10,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from app.embedded_redis import EmbeddedRedis
+from tests.fakegithub.server import FakeGitHub
+from tests.stack import Stack, running_stack
 
 pytest_plugins = ["tests.fakegithub.fixtures"]
 
@@ -51,3 +53,14 @@ def any_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def database_url(tmp_path: Path) -> str:
     """A fresh SQLite database file for one test."""
     return f"sqlite+aiosqlite:///{tmp_path}/test.db"
+
+
+@pytest.fixture
+async def stack(request: pytest.FixtureRequest, fake_github: FakeGitHub, redis_url: str,
+                database_url: str) -> AsyncIterator[Stack]:
+    """The whole app against the fake GitHub; a test module may set STACK_SETTINGS."""
+    async with running_stack(github_url=fake_github.url, app_id=fake_github.app_id,
+                             private_key=fake_github.private_key_pem, redis_url=redis_url,
+                             database_url=database_url,
+                             **getattr(request.module, "STACK_SETTINGS", {})) as s:
+        yield s

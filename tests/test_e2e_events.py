@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from tests.fakegithub import webhooks as hooks
 from tests.fakegithub.server import FakeGitHub
 from tests.fakegithub.state import FakeState, Installation
-from tests.stack import Stack, running_stack
+from tests.stack import Stack
 from tests.test_e2e import CONFIG, install, open_issues
-
-
-@pytest.fixture
-async def stack(fake_github: FakeGitHub, redis_url: str,
-                database_url: str) -> AsyncIterator[Stack]:
-    async with running_stack(github_url=fake_github.url, app_id=fake_github.app_id,
-                             private_key=fake_github.private_key_pem, redis_url=redis_url,
-                             database_url=database_url) as s:
-        yield s
 
 
 def small_org(st: FakeState, config: str = CONFIG) -> Installation:

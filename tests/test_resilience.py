@@ -3,9 +3,6 @@ work; bursts of events coalesce into one scan."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
 from arq import create_pool
 from arq.connections import RedisSettings
 
@@ -17,17 +14,10 @@ from app.services.queue import (
 )
 from tests.fakegithub import webhooks as hooks
 from tests.fakegithub.server import FakeGitHub
-from tests.stack import Stack, running_stack
+from tests.stack import Stack
 from tests.test_e2e import build_org, install, open_issues
 
-
-@pytest.fixture
-async def stack(fake_github: FakeGitHub, redis_url: str,
-                database_url: str) -> AsyncIterator[Stack]:
-    async with running_stack(github_url=fake_github.url, app_id=fake_github.app_id,
-                             private_key=fake_github.private_key_pem, redis_url=redis_url,
-                             database_url=database_url, SCAN_DEBOUNCE_SECONDS=1.0) as s:
-        yield s
+STACK_SETTINGS = {"SCAN_DEBOUNCE_SECONDS": 1.0}
 
 
 async def assert_complete(stack: Stack, fake_github: FakeGitHub,

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from app.actions.base import Action, ActionContext, Outcome, ViolationView
 
 __all__ = ["REGISTRY", "Action", "ActionContext", "Outcome", "ViolationView"]
 
 
-def _discover() -> dict[str, Action]:
-    found: dict[str, Action] = {}
-    for info in pkgutil.iter_modules(__path__):
-        if info.name == "base":
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        action: Action | None = getattr(module, "ACTION", None)
-        if action is not None:
-            found[action.name] = action
-    return dict(sorted(found.items(), key=lambda kv: kv[1].order))
+from app.plugins import discover
 
-
-REGISTRY: dict[str, Action] = _discover()
+# In execution order: an issue is filed before a repository is archived.
+REGISTRY: dict[str, Action] = {
+    action.name: action
+    for action in sorted(discover(__name__, __path__, "ACTION"), key=lambda a: a.order)}

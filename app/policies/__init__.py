@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from app.plugins import discover
 from app.policies.base import Needs, Policy, RepoSnapshot, Result
 
 __all__ = ["REGISTRY", "Needs", "Policy", "RepoSnapshot", "Result", "get_policy"]
 
 
-def _discover() -> dict[str, Policy]:
-    found: dict[str, Policy] = {}
-    for info in pkgutil.iter_modules(__path__):
-        if info.name == "base":
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        policy: Policy | None = getattr(module, "POLICY", None)
-        if policy is not None:
-            found[policy.type] = policy
-    return dict(sorted(found.items()))
-
-
-REGISTRY: dict[str, Policy] = _discover()
+REGISTRY: dict[str, Policy] = dict(sorted(
+    (policy.type, policy) for policy in discover(__name__, __path__, "POLICY")))
 
 
 def get_policy(policy_type: str) -> Policy:
