@@ -1,0 +1,23 @@
+"""app.yml lists exactly what the code uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+from app.services.webhooks import HANDLERS
+
+MANIFEST = YAML(typ="safe").load(Path(__file__).parents[1] / "app.yml")
+ALWAYS_SENT = {"installation", "installation_repositories"}
+
+
+def test_events_match_the_handlers() -> None:
+    assert set(MANIFEST["default_events"]) | ALWAYS_SENT == set(HANDLERS)
+    assert not ALWAYS_SENT & set(MANIFEST["default_events"])
+
+
+def test_permissions_are_the_ones_the_code_needs() -> None:
+    assert MANIFEST["default_permissions"] == {
+        "contents": "read", "metadata": "read", "issues": "write", "administration": "write"}
+    assert MANIFEST["hook_attributes"]["url"].endswith("/api/github/webhooks")
