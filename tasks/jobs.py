@@ -14,13 +14,13 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from arq import Retry
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from app.db.models import Installation, Scan, WebhookDelivery, utcnow
 from app.github.errors import RateLimited
 from app.services import commands, reconcile, scanning, webhooks
 from app.services.context import Services
-from app.services.queue import exclusive, finish_coalesced, start_coalesced
+from app.services.queue import exclusive, finish_coalesced, note_job, start_coalesced
 from app.services.store import bump_scan
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,37 @@ async def _retry_or_raise(ctx: Ctx, what: str, exc: Exception) -> Retry:
     return Retry(defer=delay)
 
 
+def _pending_wait_key(job_id: str) -> str:
+    return f"pe:waiting:{job_id}"
+
+
+async def _start_waiting(svc: Services, job_id: str, scan_ids: list[int], count: int,
+                         until: float) -> None:
+    """The job's `count` repositories wait for the rate limit: shown on its scans."""
+    await svc.redis.set(_pending_wait_key(job_id), count, ex=7 * 24 * 3600)
+    async with svc.db() as db, db.begin():
+        await db.execute(update(Scan).where(Scan.id.in_(scan_ids)).values(
+            waiting=Scan.waiting + count, detail=_waiting_text(until)))
+
+
+async def _stop_waiting(svc: Services, job_id: str, scan_ids: list[int]) -> None:
+    """The job runs again: its repositories no longer wait."""
+    async with svc.redis.pipeline(transaction=True) as pipe:
+        pipe.get(_pending_wait_key(job_id))
+        pipe.delete(_pending_wait_key(job_id))
+        raw, _ = await pipe.execute()
+    if not raw:
+        return
+    async with svc.db() as db, db.begin():
+        await db.execute(update(Scan).where(Scan.id.in_(scan_ids)).values(
+            waiting=Scan.waiting - int(raw)))
+        for sid in scan_ids:
+            row = await db.get(Scan, sid, populate_existing=True)
+            if row is not None and row.waiting <= 0 and row.detail \
+                    and row.detail.startswith("waiting"):
+                row.detail = None
+
+
 async def _run(ctx: Ctx, what: str, work: Callable[[], Awaitable[T]]) -> T:
     try:
         return await work()
@@ -92,9 +123,17 @@ async def scan_installation(ctx: Ctx, installation_id: int) -> int | None:
     trigger = ",".join(sorted({str(n["trigger"]) for n in notes if n.get("trigger")})) \
         or "unknown"
 
+    # A try that was interrupted after creating its scan record continues that record.
+    earlier = [int(n["scan"]) for n in notes if n.get("scan") is not None]
+
+    async def created(scan_id: int) -> None:
+        await note_job(svc.redis, key, job_id, {"scan": scan_id})
+
     async def work() -> int | None:
         async with exclusive(svc.redis, key):
-            return await scanning.scan_installation(svc, installation_id, trigger)
+            return await scanning.scan_installation(
+                svc, installation_id, trigger, scan_id=max(earlier) if earlier else None,
+                on_created=created)
 
     result = await _run(ctx, f"full scan of installation {installation_id}", work)
     await finish_coalesced(svc.redis, key, job_id)
@@ -117,17 +156,13 @@ async def scan_repo(ctx: Ctx, installation_id: int, repo_id: int) -> str:
             db.add(scan)
             await db.flush()
             scan_ids = [scan.id]
-        await svc.redis.sadd(f"pe:notes:{key}:job:{job_id}",  # type: ignore[misc]
-                             f'{{"scan": {scan_ids[0]}}}')
+        await note_job(svc.redis, key, job_id, {"scan": scan_ids[0]})
+    await _stop_waiting(svc, job_id, scan_ids)
     try:
         async with exclusive(svc.redis, key):
             result = await scanning.scan_repository(svc, installation_id, repo_id)
     except RateLimited as exc:
-        async with svc.db() as db, db.begin():
-            for sid in scan_ids:
-                row = await db.get(Scan, sid)
-                if row is not None:
-                    row.detail = _waiting_text(exc.until)
+        await _start_waiting(svc, job_id, scan_ids, 1, exc.until)
         raise await _defer_for_rate_limit(ctx, exc) from exc
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
@@ -143,11 +178,39 @@ async def scan_repo(ctx: Ctx, installation_id: int, repo_id: int) -> str:
     async with svc.db() as db, db.begin():
         for sid in scan_ids:
             await bump_scan(db, sid, ok=True, opened=result.opened, resolved=result.resolved)
-            row = await db.get(Scan, sid)
-            if row is not None and row.detail and row.detail.startswith("waiting"):
-                row.detail = None
     await finish_coalesced(svc.redis, key, job_id)
     return result.status
+
+
+async def scan_batch(ctx: Ctx, installation_id: int, scan_id: int, repo_ids: list[int]) -> str:
+    """Up to 100 repositories of a full scan (job id `scan-batch:{scan}:{index}`).
+
+    Runs again safely: what an earlier try recorded is skipped. Repositories that error go
+    to scan_repo jobs of their own; those waiting for the rate limit defer this job (which
+    then does only them). A batch that keeps failing as a whole hands every repository it
+    has not done to its own scan_repo job.
+    """
+    svc = _svc(ctx)
+    job_id = str(ctx.get("job_id"))
+    await _stop_waiting(svc, job_id, [scan_id])
+    try:
+        out = await scanning.scan_batch(svc, installation_id, scan_id, repo_ids, token=job_id)
+    except RateLimited as exc:  # (the batch reports waits itself; this is a backstop)
+        await _start_waiting(svc, job_id, [scan_id], len(repo_ids), exc.until)
+        raise await _defer_for_rate_limit(ctx, exc) from exc
+    except Exception as exc:
+        if await _failures(ctx) < MAX_TRIES:
+            raise await _retry_or_raise(ctx, f"batch {job_id}", exc) from exc
+        moved = await scanning.hand_off_batch(svc, installation_id, scan_id, repo_ids)
+        log.error("batch %s failed for good (%s: %s); %d repositories go to jobs of their own",
+                  job_id, type(exc).__name__, exc, moved)
+        return f"handed off {moved}"
+    if out.waiting:
+        until = out.retry_at or time.time() + 60
+        await _start_waiting(svc, job_id, [scan_id], len(out.waiting), until)
+        raise await _defer_for_rate_limit(ctx, RateLimited(until, "rate limit")) from None
+    return (f"{out.done} done ({out.reused} unchanged), {out.handed_off} handed off, "
+            f"{out.opened} opened, {out.resolved} resolved")
 
 
 async def reconcile_violation(ctx: Ctx, installation_id: int, violation_id: int) -> int:

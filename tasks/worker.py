@@ -24,6 +24,7 @@ FUNCTIONS = [
     func(jobs.handle_webhook, name="handle_webhook", keep_result=0, max_tries=1000),
     func(jobs.scan_installation, name="scan_installation", keep_result=0, max_tries=1000),
     func(jobs.scan_repo, name="scan_repo", keep_result=0, max_tries=1000),
+    func(jobs.scan_batch, name="scan_batch", keep_result=0, max_tries=1000),
     func(jobs.reconcile_violation, name="reconcile_violation", keep_result=0, max_tries=1000),
     func(jobs.run_command, name="run_command", keep_result=0, max_tries=50),
 ]

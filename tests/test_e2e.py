@@ -134,20 +134,26 @@ async def test_org_scan_files_issues_and_reconciles(stack: Stack,
     assert len(full) == 1 and full[0].trigger == "webhook:installation.created"
     assert (full[0].status, full[0].total, full[0].done, full[0].errored) == ("ok", 31, 31, 0)
     assert full[0].finished_at is not None
+    # 31 repositories: one GraphQL query for metadata and files, REST for the rest.
+    assert st.graphql_requests == 1
+    assert st.count_requests("GET", "/repos/acme/svc-00/contents") == 0
     inst_row = await stack.installation(inst.id)
     assert inst_row is not None and inst_row.config_status == "valid"
     log_only = [a for a in await stack.action_log() if a.action == "log-only"]
     assert len(log_only) == sum("Read-only workflow token" in f for f in expected.values())
 
-    # A second full scan creates nothing and logs nothing new.
-    posts_before = st.count_requests("POST")
+    # A second full scan creates nothing and logs nothing new (POSTs to /graphql only
+    # read; this one sends none: nothing changed, so no file is read again).
+    posts_before = st.count_requests("POST", "/repos")
+    graphql_before = st.graphql_requests
     log_before = len(await stack.action_log())
     from app.services.scanning import request_full_scan
     from tests.stack import services_for
 
     await request_full_scan(services_for(stack), inst.id, "user")
     await stack.drain()
-    assert st.count_requests("POST") == posts_before
+    assert st.count_requests("POST", "/repos") == posts_before
+    assert st.graphql_requests == graphql_before
     assert sum(len(st.issues(name)) for name in expected) == total_issues
     assert len(await stack.action_log()) == log_before
 

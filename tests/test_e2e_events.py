@@ -62,7 +62,8 @@ async def test_rescan_command_refused_for_a_reader(stack: Stack, fake_github: Fa
     assert [r.content for r in st.reactions(comment_id)] == ["confused"]
     reply = st.comments("acme/api", st.comment(comment_id).issue_number)[-1]
     assert "needs write permission" in (reply.body or "") and "`read`" in (reply.body or "")
-    assert st.count_requests("GET", "/repos/acme/api/contents") == 0  # nothing was scanned
+    assert st.count_requests("POST", "/graphql") == 0  # nothing was scanned
+    assert st.count_requests("GET", "/repos/acme/api/actions") == 0
 
 
 async def test_bot_and_edited_comments_are_ignored(stack: Stack, fake_github: FakeGitHub) -> None:

@@ -522,6 +522,112 @@ async def test_graphql_rate_limit_query(
     assert gh.state.graphql_requests == 1 and gh.state.rate_limited_requests == 0
 
 
+async def _gql(session: aiohttp.ClientSession, gh: FakeGitHub, token: str, query: str,
+               **variables: Any) -> tuple[int, dict[str, str], Any]:
+    return await raw(session, "POST", f"{gh.url}/graphql", token,
+                     json={"query": query, "variables": variables})
+
+
+async def test_graphql_batch_with_aliases_fragments_and_not_found(
+    fake_github: FakeGitHub, session: aiohttp.ClientSession
+) -> None:
+    gh = fake_github
+    inst = gh.state.add_installation("acme", [
+        {"name": "a", "files": {"AGENTS.md": "# hi\n", "docs/x.md": "x"}},
+        {"name": "b", "archived": True, "visibility": "private", "default_branch": "dev"},
+    ])
+    gh.state.add_repo("elsewhere", "hidden")  # exists, but not in this installation
+    query = """
+    query Batch($o: String!, $a: String!, $b: String!, $p: String!) {
+      rateLimit { cost remaining resetAt }
+      r0: repository(owner: $o, name: $a) { ...repo }
+      r1: repository(owner: $o, name: $b) { ...repo }
+      r2: repository(owner: "acme", name: "nope") { ...repo }
+      r3: repository(owner: "elsewhere", name: "hidden") { databaseId }
+    }
+    fragment repo on Repository {
+      databaseId nameWithOwner isArchived isFork visibility pushedAt
+      defaultBranchRef { name }
+      f0: object(expression: $p) { __typename ... on Blob { text byteSize isTruncated } }
+      f1: object(expression: "HEAD:docs") { ... on Blob { text } }
+    }"""
+    token = gh.installation_token(inst.id)
+    status, headers, body = await _gql(session, gh, token, query, o="acme", a="a", b="b",
+                                       p="HEAD:AGENTS.md")
+    assert status == 200 and headers["x-ratelimit-resource"] == "graphql"
+    data, errors = body["data"], body["errors"]
+    assert data["rateLimit"]["cost"] == 1 and data["rateLimit"]["remaining"] == 4999
+    assert data["r0"]["nameWithOwner"] == "acme/a" and data["r0"]["visibility"] == "PUBLIC"
+    assert data["r0"]["f0"] == {"__typename": "Blob", "text": "# hi\n", "byteSize": 5,
+                                "isTruncated": False}
+    assert data["r0"]["f1"] == {}  # a Tree: the Blob fragment does not apply
+    assert data["r1"]["isArchived"] is True and data["r1"]["defaultBranchRef"] == {"name": "dev"}
+    assert data["r1"]["f0"] is None  # no such file
+    assert data["r2"] is None and data["r3"] is None
+    assert [(e["type"], e["path"], e["message"]) for e in errors] == [
+        ("NOT_FOUND", ["r2"], "Could not resolve to a Repository with the name 'acme/nope'."),
+        ("NOT_FOUND", ["r3"],
+         "Could not resolve to a Repository with the name 'elsewhere/hidden'."),
+    ]
+    assert gh.state.graphql_requests == 1 and gh.state.graphql_points == 1
+    assert gh.state.rate_limited_requests == 0
+
+
+async def test_graphql_validation_escapes_truncation_and_budget(
+    fake_github: FakeGitHub, session: aiohttp.ClientSession
+) -> None:
+    gh = fake_github
+    st = gh.state
+    name = 'we"ird\\ ü.md'
+    inst = st.add_installation("acme", [{"name": "a", "files": {
+        name: "odd", "big.txt": "ü" * 40, "bin": "a\x00b"}}])
+    token = gh.installation_token(inst.id)
+    st.graphql_blob_text_limit = 31
+    literal = json.dumps(f"HEAD:{name}")  # "HEAD:we\"ird\\ \u00fc.md": GraphQL's escapes too
+    status, _, body = await _gql(session, gh, token, (
+        '{ repository(owner: "acme", name: "a") {\n'
+        "  odd: object(expression: " + literal + ") { ... on Blob { text } }\n"
+        '  big: object(expression: "HEAD:big.txt") { ... on Blob { text byteSize isTruncated } }\n'
+        '  bin: object(expression: "HEAD:bin") { ... on Blob { text isBinary } }\n'
+        "} }"))
+    assert status == 200 and "errors" not in body, body
+    repo = body["data"]["repository"]
+    assert repo["odd"] == {"text": "odd"}
+    # Cut at the byte limit, never inside a character.
+    assert repo["big"] == {"text": "ü" * 15, "byteSize": 80, "isTruncated": True}
+    assert repo["bin"] == {"text": None, "isBinary": True}
+
+    # Unknown fields and undeclared variables fail the query before it runs, without data.
+    _, _, body = await _gql(session, gh, token,
+                            'query { repository(owner: "acme", name: $n) { nope } }')
+    assert "data" not in body
+    codes = sorted(e["extensions"]["code"] for e in body["errors"])
+    assert codes == ["undefinedField", "variableNotDefined"]
+    assert "Field 'nope' doesn't exist on type 'Repository'" in str(body["errors"])
+    _, _, body = await _gql(session, gh, token, "query { repository(owner: ")
+    assert body["errors"][0]["message"].startswith("Parse error")
+
+    # Spent budget: RATE_LIMITED, in GitHub's shape.
+    st.exhaust_rate_limit(inst.id, "graphql")
+    status, headers, body = await _gql(session, gh, token, "{ rateLimit { remaining } }")
+    assert status == 200 and body["errors"][0]["type"] == "RATE_LIMITED"
+    assert headers["x-ratelimit-remaining"] == "0"
+
+
+async def test_graphql_query_is_one_point_toward_the_secondary_limit(
+    fake_github: FakeGitHub, session: aiohttp.ClientSession
+) -> None:
+    gh = fake_github
+    st = gh.state
+    inst = st.add_installation("acme", 1)
+    st.secondary.enabled = True
+    st.secondary.points_per_minute = 3
+    token = gh.installation_token(inst.id)
+    statuses = [(await _gql(session, gh, token, "{ rateLimit { cost } }"))[0]
+                for _ in range(4)]
+    assert statuses == [200, 200, 200, 403]  # 1 point each (a mutation would be 5)
+
+
 # ----------------------------------------------------------------------------- webhooks
 def _expected_keys() -> dict[str, list[str]]:
     data: dict[str, list[str]] = json.loads((FIXTURES / "webhook_keys.json").read_text())

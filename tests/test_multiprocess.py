@@ -76,6 +76,7 @@ async def cluster(fake_github: FakeGitHub, redis_url: str, shared_database_url: 
         "WEBHOOK_SECRET": WEBHOOK_SECRET, "GITHUB_API_URL": fake_github.url,
         "DATABASE_URL": shared_database_url, "REDIS_URL": redis_url, "LOG_LEVEL": "INFO",
         "SCAN_DEBOUNCE_SECONDS": "0.2", "HOST": "127.0.0.1",
+        "GITHUB_RATE_LIMITS": os.environ["GITHUB_RATE_LIMITS"],
     }
     procs = Processes(env, tmp_path)
     ports = [free_port(), free_port()]

@@ -85,6 +85,15 @@ class Repository(Base):
     # ok / errored
     last_scan_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
     last_scan_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The full scan that has accounted for this repository (recorded it or handed it to a
+    # job of its own): a re-run of a batch job skips it, so nothing is counted twice.
+    last_full_scan_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # GitHub's pushed_at|updated_at as the last repository listing showed them.
+    listed_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The files last read: {"version", "default_branch", "files": {path: text | None}}.
+    # While listed_version equals its version nothing can have changed, so a full scan
+    # re-evaluates these instead of reading the files again.
+    snapshot_cache: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
 
 
 class Scan(Base):
@@ -102,6 +111,8 @@ class Scan(Base):
     total: Mapped[int] = mapped_column(Integer, default=0)
     done: Mapped[int] = mapped_column(Integer, default=0)
     errored: Mapped[int] = mapped_column(Integer, default=0)
+    # Repositories whose work is deferred until the rate limit resets.
+    waiting: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     violations_open: Mapped[int] = mapped_column(Integer, default=0)
     violations_opened: Mapped[int] = mapped_column(Integer, default=0)
     violations_resolved: Mapped[int] = mapped_column(Integer, default=0)

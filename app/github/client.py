@@ -1,16 +1,20 @@
-"""gidgethub clients with shared tokens, rate-limit waits and bounded retries.
+"""gidgethub clients with shared tokens, a shared rate governor, an ETag cache and retries.
 
-Every call goes through `manage_rate_limit` (wait while the installation's budget is
-spent) and `handle_rate_limit_error` (wait as GitHub tells us, back off on 5xx, refresh
-the token on 401). Nothing is dropped because GitHub said "slow down".
+Every request, REST or GraphQL, goes through `RateLimitedAPI._request`, which asks the
+installation's rate governor (app/github/governor.py, shared through Redis by every process)
+for admission, and for an installation's GETs sends the cached ETag in `If-None-Match`: a 304
+(free of GitHub's primary budget) is answered to gidgethub as a 200 with the cached body and
+headers, so getitem/getiter work unchanged. `handle_rate_limit_error` decides what is retried
+(secondary limits, spent budget, 5xx of retry-safe requests, a refreshed token on 401);
+the waiting itself happens in the governor. Nothing is dropped because GitHub said "slow down".
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,20 +24,22 @@ import gidgethub.aiohttp
 from redis.asyncio import Redis
 
 from app.github.errors import NotConfigured, RateLimited
+from app.github.governor import CacheLimits, Governor, Limits, Ticket, limits_from_env
 from app.github.tokens import TokenStore
+
+__all__ = ["MAX_INLINE_WAIT", "AppAPI", "CacheLimits", "GitHub", "Governor", "InstallationAPI",
+           "Limits", "RateLimited", "retry_safe"]
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "policy-enforcer"
 # Waits longer than this are not slept in-process: the job is deferred instead.
-MAX_INLINE_WAIT = 60.0
+MAX_INLINE_WAIT = Limits.max_inline_wait
 MAX_SERVER_ERROR_ATTEMPTS = 6
 MAX_NETWORK_ATTEMPTS = 5
 MAX_LIMIT_ATTEMPTS = 20
-
-
-def _wait_key(installation_id: int | None) -> str:
-    return f"pe:ratelimit:{installation_id or 'app'}:until"
+# GitHub: without retry-after, wait at least a minute after a secondary-limit answer.
+DEFAULT_SECONDARY_WAIT = 60.0
 
 
 def retry_safe(method: str, url: str) -> bool:
@@ -55,41 +61,36 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return value
 
 
+def _secondary_wait(status: int, headers: Mapping[str, str], body: bytes) -> float | None:
+    """Seconds GitHub asks us to wait when this answer is a secondary limit, else None."""
+    if status not in (403, 429) or _header(headers, "x-ratelimit-remaining") == "0":
+        return None  # not a limit, or the primary budget (the headers say until when)
+    retry_after = _header(headers, "retry-after")
+    text = body[:2000].lower()
+    if status == 429 or retry_after or b"secondary rate limit" in text or b"abuse" in text:
+        try:
+            return max(0.0, float(retry_after)) if retry_after else DEFAULT_SECONDARY_WAIT
+        except ValueError:
+            return DEFAULT_SECONDARY_WAIT
+    return None
+
+
 class RateLimitedAPI(gidgethub.aiohttp.GitHubAPI):
-    """Shared behaviour: rate-limit waits, retries with backoff and jitter."""
+    """Shared behaviour: the rate governor, the ETag cache, retries with backoff and jitter."""
 
     installation_id: int | None = None
+    # Whether GETs are cached with their ETag (per installation; not for the App's JWT).
+    use_cache = False
 
-    def __init__(self, session: aiohttp.ClientSession, redis: Redis, **kwargs: Any) -> None:
+    def __init__(self, session: aiohttp.ClientSession, redis: Redis,
+                 governor: Governor | None = None, **kwargs: Any) -> None:
         super().__init__(session, USER_AGENT, **kwargs)
         self.redis = redis
+        self.governor = governor if governor is not None else Governor(redis)
 
-    async def _pause(self, until: float, reason: str) -> None:
-        now = time.time()
-        key = _wait_key(self.installation_id)
-        current = await self.redis.get(key)
-        # Only ever extend the shared wait; another process may know of a longer one.
-        if current is not None and float(current) > until:
-            until = float(current)
-        else:
-            await self.redis.set(key, str(until), ex=max(1, int(until - now) + 1))
-        if until - now > MAX_INLINE_WAIT:
-            raise RateLimited(until, reason)
-        log.info("rate limit: %s; waiting %.1f s", reason, until - now)
-        await self.sleep(max(0.0, until - now))
-
-    async def manage_rate_limit(self, *, method: str, url: str) -> None:
-        raw = await self.redis.get(_wait_key(self.installation_id))
-        if raw is not None:
-            until = float(raw)
-            if until > time.time():
-                await self._pause(until, "another request hit GitHub's rate limit")
-        rl = self.rate_limit
-        # gidgethub counts this request down before calling us: below zero means spent.
-        if rl is not None and rl.remaining < 0:
-            reset = rl.reset_datetime.timestamp()
-            if reset > time.time():
-                await self._pause(reset + 1, "primary rate limit spent")
+    @property
+    def scope(self) -> str:
+        return Governor.scope_of(self.installation_id)
 
     async def handle_rate_limit_error(
         self, *, method: str, url: str, exception: gidgethub.HTTPException, attempt: int
@@ -101,14 +102,17 @@ class RateLimitedAPI(gidgethub.aiohttp.GitHubAPI):
         if isinstance(exception, gidgethub.RateLimitExceeded) or (
             status in (403, 429) and _header(headers, "x-ratelimit-remaining") == "0"
         ):
-            reset = float(_header(headers, "x-ratelimit-reset") or time.time() + 60)
-            await self._pause(max(reset, time.time()) + 1, "primary rate limit spent")
+            # The governor recorded the spent budget from this answer's headers; the retry
+            # waits for the reset there (or raises RateLimited if that is far off).
+            log.info("rate limit: primary budget of %s spent", self.scope)
             return attempt < MAX_LIMIT_ATTEMPTS
         if status == 429 or (status == 403 and (
                 retry_after or "secondary rate limit" in message or "abuse" in message)):
-            # GitHub: honour retry-after; without it wait at least a minute, then longer.
-            wait = float(retry_after) if retry_after else 60.0 * min(attempt, 5)
-            await self._pause(time.time() + wait, "secondary rate limit")
+            # Blocked already for retry-after (or a minute); without retry-after back off
+            # longer on every repeat, as GitHub asks.
+            if not retry_after and attempt > 1:
+                await self.governor.block(self.scope, DEFAULT_SECONDARY_WAIT * min(attempt, 5),
+                                          "secondary rate limit, again")
             return attempt < MAX_LIMIT_ATTEMPTS
         if (isinstance(exception, gidgethub.GitHubBroken) and attempt < MAX_SERVER_ERROR_ATTEMPTS
                 and retry_safe(method, url)):
@@ -122,19 +126,87 @@ class RateLimitedAPI(gidgethub.aiohttp.GitHubAPI):
     async def _request(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
     ) -> tuple[int, Mapping[str, str], bytes]:
+        cacheable = (self.use_cache and method == "GET" and "if-none-match" not in headers
+                     and "if-modified-since" not in headers)
         for attempt in range(1, MAX_NETWORK_ATTEMPTS + 1):
+            ticket = await self.governor.acquire(
+                self.scope, method, url, body, accept=headers.get("accept", ""),
+                cacheable=cacheable)
+            sent = headers
+            if ticket.cached is not None:
+                sent = {**headers, "if-none-match": ticket.cached.etag}
             try:
-                return await super()._request(method, url, headers, body)
+                status, resp_headers, data = await super()._request(method, url, sent, body)
             except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+                self.governor.release(ticket)
                 # A refused connection never reached GitHub; anything else may have.
-                sent = not isinstance(exc, aiohttp.ClientConnectorError)
-                if attempt == MAX_NETWORK_ATTEMPTS or (sent and not retry_safe(method, url)):
+                reached = not isinstance(exc, aiohttp.ClientConnectorError)
+                if attempt == MAX_NETWORK_ATTEMPTS or (reached and not retry_safe(method, url)):
                     raise
                 delay = min(10.0, 0.25 * 2 ** (attempt - 1)) * (0.5 + random.random())
                 log.warning("network error on %s %s (%s); retry in %.2f s",
                             method, url, type(exc).__name__, delay)
                 await self.sleep(delay)
+                continue
+            except BaseException:
+                self.governor.release(ticket)
+                raise
+            return await self._settle(ticket, status, resp_headers, data)
         raise AssertionError("unreachable")
+
+    async def _settle(self, ticket: Ticket, status: int, headers: Mapping[str, str],
+                      data: bytes) -> tuple[int, Mapping[str, str], bytes]:
+        """Record the answer with the governor; turn a 304 into the cached 200."""
+        if status == 304 and ticket.cached is not None:
+            self.governor.release(ticket, status, headers)
+            merged = {k.lower(): v for k, v in headers.items()}
+            merged.pop("content-length", None)
+            merged.update(ticket.cached.headers)
+            return 200, merged, ticket.cached.body
+        if status in (403, 429):
+            # Rare, and the retry must already see the spent budget or the block.
+            await self.governor.release_now(ticket, status, headers,
+                                            _secondary_wait(status, headers, data) or 0.0)
+        else:
+            self.governor.release(ticket, status, headers, data)
+        return status, headers, data
+
+    async def graphql(self, query: str, *, endpoint: str | None = None,
+                      **variables: Any) -> Any:
+        """gidgethub's graphql, against this client's API URL, with the REST retries:
+        limits waited out, 5xx of queries retried, the token refreshed on 401."""
+        url = endpoint or f"{self.base_url.rstrip('/')}/graphql"
+        mutation = query.lstrip().startswith("mutation")
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await super().graphql(query, endpoint=url, **variables)
+            except gidgethub.GitHubBroken as exc:
+                if mutation or attempt >= MAX_SERVER_ERROR_ATTEMPTS:
+                    raise
+                delay = min(30.0, 0.25 * 2 ** (attempt - 1)) * (0.5 + random.random())
+                log.warning("GitHub answered %s for GraphQL; retry %d in %.2f s",
+                            exc.status_code, attempt, delay)
+                await self.sleep(delay)
+            except gidgethub.GraphQLAuthorizationFailure:
+                if not await self._unauthorized(attempt):
+                    raise
+            except gidgethub.BadGraphQLRequest as exc:
+                limited = int(exc.status_code) in (403, 429) and "rate limit" in json.dumps(
+                    exc.response).lower()
+                if not limited or attempt >= MAX_LIMIT_ATTEMPTS:
+                    raise
+            except gidgethub.QueryError as exc:
+                errors = exc.response.get("errors") or []
+                limited = any(isinstance(e, dict) and e.get("type") == "RATE_LIMITED"
+                              for e in errors)
+                if not limited or attempt >= MAX_LIMIT_ATTEMPTS:
+                    raise
+
+    async def _unauthorized(self, attempt: int) -> bool:
+        """Whether a 401 is worth a retry (an installation refreshes its token)."""
+        return False
 
 
 class AppAPI(RateLimitedAPI):
@@ -143,6 +215,8 @@ class AppAPI(RateLimitedAPI):
 
 class InstallationAPI(RateLimitedAPI):
     """Authenticates as one installation with a token shared through Redis."""
+
+    use_cache = True
 
     def __init__(self, session: aiohttp.ClientSession, redis: Redis, tokens: TokenStore,
                  installation_id: int, **kwargs: Any) -> None:
@@ -161,13 +235,18 @@ class InstallationAPI(RateLimitedAPI):
         headers = {**headers, "authorization": f"token {self._token}"}
         return await super()._request(method, url, headers, body)
 
+    async def _unauthorized(self, attempt: int) -> bool:
+        if attempt > 2 or self._token is None:
+            return False
+        assert self.installation_id is not None
+        await self._tokens.invalidate(self.installation_id, self._token)
+        self._token = None
+        return True
+
     async def handle_rate_limit_error(
         self, *, method: str, url: str, exception: gidgethub.HTTPException, attempt: int
     ) -> bool:
-        if int(exception.status_code) == 401 and attempt <= 2 and self._token is not None:
-            assert self.installation_id is not None
-            await self._tokens.invalidate(self.installation_id, self._token)
-            self._token = None
+        if int(exception.status_code) == 401 and await self._unauthorized(attempt):
             return True
         return await super().handle_rate_limit_error(
             method=method, url=url, exception=exception, attempt=attempt
@@ -178,9 +257,15 @@ class GitHub:
     """One per process: the HTTP session and the factories for App and installation APIs."""
 
     def __init__(self, *, api_url: str, redis: Redis, app_id: int | None,
-                 private_key: str | None) -> None:
+                 private_key: str | None, limits: Limits | None = None,
+                 cache: CacheLimits | None = None) -> None:
+        """`limits` defaults to GitHub's limits with the overrides of the GITHUB_RATE_LIMITS
+        environment variable ("content_per_minute=1000,..."; see governor.Limits), `cache`
+        to the documented cache bounds; tests and benches pass smaller windows."""
         self.api_url = api_url
         self.redis = redis
+        # One per process: requests of every installation are admitted through it.
+        self.governor = Governor(redis, limits or limits_from_env(), cache)
         self.app_id = app_id
         self.private_key = private_key
         self._session: aiohttp.ClientSession | None = None
@@ -199,14 +284,14 @@ class GitHub:
     def app(self) -> AppAPI:
         if self.app_id is None or self.private_key is None:
             raise NotConfigured("APP_ID and PRIVATE_KEY must be set to call GitHub")
-        return AppAPI(self.session, self.redis, app_id=str(self.app_id),
+        return AppAPI(self.session, self.redis, self.governor, app_id=str(self.app_id),
                       private_key=self.private_key, base_url=self.api_url)
 
     def installation(self, installation_id: int) -> InstallationAPI:
         if self._tokens is None:
             self._tokens = TokenStore(self.redis, self.app())
         return InstallationAPI(self.session, self.redis, self._tokens, installation_id,
-                               base_url=self.api_url)
+                               governor=self.governor, base_url=self.api_url)
 
     async def app_slug(self) -> str:
         """The App's slug; its bot user is `<slug>[bot]`."""
@@ -222,7 +307,12 @@ class GitHub:
     async def bot_login(self) -> str:
         return f"{await self.app_slug()}[bot]"
 
+    async def waiting_until(self, installation_id: int) -> float | None:
+        """Epoch seconds until which the installation waits on a rate limit, or None."""
+        return await self.governor.waiting_until(installation_id)
+
     async def close(self) -> None:
+        await self.governor.flush()
         if self._session is not None:
             await self._session.close()
             self._session = None

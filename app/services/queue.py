@@ -13,7 +13,7 @@ still has them when arq runs it again.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -66,6 +66,12 @@ async def start_coalesced(redis: ArqRedis, key: str, job_id: str) -> list[dict[s
     return [json.loads(m) for m in sorted(members)]
 
 
+async def note_job(redis: ArqRedis, key: str, job_id: str, note: dict[str, Any]) -> None:
+    """Add a note to a running job's own notes (e.g. the record it created), so a retry of
+    the job finds it."""
+    await redis.sadd(_job_notes_key(key, job_id), json.dumps(note, sort_keys=True))  # type: ignore[misc]
+
+
 async def finish_coalesced(redis: ArqRedis, key: str, job_id: str) -> None:
     """The job is done with its notes (its counts are recorded)."""
     await redis.delete(_job_notes_key(key, job_id))
@@ -81,7 +87,7 @@ async def pending_notes(redis: ArqRedis, key: str) -> list[dict[str, Any]]:
 async def exclusive(redis: ArqRedis, key: str, hold: float = 1800,
                     wait: float = 900) -> AsyncIterator[None]:
     """Hold the lock for `key`; a second run for the same key waits its turn."""
-    lock = Lock(redis, f"pe:lock:{key}", timeout=hold, blocking_timeout=wait)
+    lock = Lock(redis, _lock_key(key), timeout=hold, blocking_timeout=wait)
     if not await lock.acquire():
         raise TimeoutError(f"lock {key} still held after {wait} s")
     try:
@@ -90,3 +96,55 @@ async def exclusive(redis: ArqRedis, key: str, hold: float = 1800,
         # The lock may have expired; then there is nothing left to release.
         with suppress(Exception):
             await lock.release()
+
+
+def _lock_key(key: str) -> str:
+    return f"pe:lock:{key}"
+
+
+# Deletes the lock only while it still holds our token (as redis-py's Lock.release does).
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def try_lock_many(redis: ArqRedis, keys: Sequence[str], token: str,
+                        hold: float = 1800) -> list[bool]:
+    """Take, without waiting, each of the locks `exclusive` takes for these keys.
+
+    Returns, per key, whether it is ours: free, or still held with `token` by an earlier
+    try of the same job (a worker killed mid-batch leaves its locks behind until `hold`
+    runs out; the re-run of that job reclaims them instead of waiting).
+    """
+    if not keys:
+        return []
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.set(_lock_key(key), token, nx=True, px=int(hold * 1000))
+        got = [bool(x) for x in await pipe.execute()]
+    missing = [i for i, ok in enumerate(got) if not ok]
+    if missing:
+        held = await redis.mget([_lock_key(keys[i]) for i in missing])
+        async with redis.pipeline(transaction=False) as pipe:
+            for i, value in zip(missing, held, strict=True):
+                if _text(value) == token:
+                    got[i] = True
+                    pipe.pexpire(_lock_key(keys[i]), int(hold * 1000))
+            await pipe.execute()
+    return got
+
+
+async def release_many(redis: ArqRedis, keys: Sequence[str], token: str) -> None:
+    if not keys:
+        return
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.eval(_RELEASE, 1, _lock_key(key), token)
+        await pipe.execute()

@@ -1,22 +1,40 @@
-"""Scanning: snapshot → evaluate → record → enqueue reconciliation of what changed."""
+"""Scanning: snapshot → evaluate → record → enqueue reconciliation of what changed.
+
+A full scan refreshes the config and the repository list, then fans out one `scan_batch`
+job per BATCH_SIZE repositories: one GraphQL query per batch, REST only for what GraphQL
+lacks, one transaction to record the batch. Scans of one repository (webhooks, commands,
+repositories a batch could not do) are `scan_repo` jobs; both use the same snapshot layer
+and the same recording, and take the same per-repository lock.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.actions import REGISTRY as ACTIONS
 from app.config import OrgConfig, PolicyConfig
 from app.db.models import Installation, Repository, Scan, Violation, utcnow
-from app.policies import REGISTRY, Needs, Result
+from app.github.errors import RateLimited
+from app.policies import REGISTRY, Needs, RepoSnapshot, Result
 from app.services.config import config_for, refresh_config
 from app.services.context import Services
-from app.services.queue import enqueue_coalesced
-from app.services.snapshot import fetch_snapshot
+from app.services.queue import enqueue_coalesced, release_many, try_lock_many
+from app.services.snapshot import (
+    Fetched,
+    fetch_one,
+    fetch_snapshots,
+    version_of,
+)
 from app.services.store import (
+    count_scan,
     ensure_installation,
     mark_removed,
     scannable_repositories,
@@ -24,6 +42,11 @@ from app.services.store import (
 )
 
 log = logging.getLogger(__name__)
+
+# Repositories per scan_batch job (and per GraphQL query).
+BATCH_SIZE = 100
+# Largest set of file texts kept to re-evaluate an unchanged repository without reading it.
+SNAPSHOT_CACHE_MAX = 64 * 1024
 
 
 def scan_key(installation_id: int, repo_id: int) -> str:
@@ -59,6 +82,10 @@ async def request_reconcile(svc: Services, installation_id: int, violation_id: i
                                    reconcile_key(violation_id), installation_id, violation_id)
 
 
+def batch_job_id(scan_id: int, index: int) -> str:
+    return f"scan-batch:{scan_id}:{index}"
+
+
 async def sync_repositories(svc: Services, installation_id: int) -> int:
     """Mirror the installation's repository list; returns how many it has."""
     gh = svc.github.installation(installation_id)
@@ -68,7 +95,8 @@ async def sync_repositories(svc: Services, installation_id: int) -> int:
         seen[int(repo["id"])] = repo
     async with svc.db() as db, db.begin():
         for data in seen.values():
-            await upsert_repository(db, installation_id, data)
+            row = await upsert_repository(db, installation_id, data)
+            row.listed_version = version_of(data.get("pushed_at"), data.get("updated_at"))
         stored = await db.scalars(select(Repository.id).where(
             Repository.installation_id == installation_id, Repository.present.is_(True)))
         await mark_removed(db, [rid for rid in stored if rid not in seen])
@@ -76,8 +104,12 @@ async def sync_repositories(svc: Services, installation_id: int) -> int:
 
 
 async def scan_installation(svc: Services, installation_id: int, trigger: str,
-                            reload_config: bool = True) -> int | None:
-    """Refresh config and repositories, then fan out one scan_repo job per repository."""
+                            reload_config: bool = True, *, scan_id: int | None = None,
+                            on_created: Callable[[int], Awaitable[None]] | None = None
+                            ) -> int | None:
+    """Refresh config and repositories, then fan out one scan_batch job per BATCH_SIZE
+    repositories. `scan_id`: the record an earlier, interrupted try of the same job made
+    (`on_created` is told the id as soon as it exists)."""
     async with svc.db() as db, db.begin():
         inst = await db.get(Installation, installation_id)
         if inst is None or not inst.active:
@@ -87,17 +119,28 @@ async def scan_installation(svc: Services, installation_id: int, trigger: str,
     await sync_repositories(svc, installation_id)
     async with svc.db() as db, db.begin():
         targets = await scannable_repositories(db, installation_id)
-        scan = Scan(installation_id=installation_id, kind="full", trigger=trigger,
-                    total=len(targets))
+        scan = await db.get(Scan, scan_id) if scan_id is not None else None
+        if scan is not None and scan.status != "running":
+            return scan.id  # that try got as far as the end already
+        if scan is None or scan.installation_id != installation_id:
+            scan = Scan(installation_id=installation_id, kind="full", trigger=trigger)
+            db.add(scan)
+        scan.total = len(targets)
         if not targets:
             scan.status, scan.finished_at = "ok", utcnow()
-        db.add(scan)
         await db.flush()
         scan_id = scan.id
-    for repo in targets:
-        await request_repo_scan(svc, installation_id, repo.id, scan_id=scan_id)
-    log.info("installation %s: full scan %s of %d repositories (%s)",
-             installation_id, scan_id, len(targets), trigger)
+    if on_created is not None:
+        await on_created(scan_id)
+    ids = [repo.id for repo in targets]
+    # Fixed job ids: a re-run of this job queues nothing twice, and a batch that ran already
+    # and runs again finds its repositories accounted for.
+    for index, start in enumerate(range(0, len(ids), BATCH_SIZE)):
+        await svc.redis.enqueue_job("scan_batch", installation_id, scan_id,
+                                    ids[start:start + BATCH_SIZE],
+                                    _job_id=batch_job_id(scan_id, index))
+    log.info("installation %s: full scan %s of %d repositories in %d batches (%s)",
+             installation_id, scan_id, len(ids), -(-len(ids) // BATCH_SIZE), trigger)
     return scan_id
 
 
@@ -111,11 +154,26 @@ class RepoScanResult:
     reason: str = ""
 
 
+@dataclass
+class BatchOutcome:
+    done: int = 0  # recorded (skipped ones included) and counted in the scan
+    handed_off: int = 0  # given to scan_repo jobs, which count them
+    waiting: list[int] = field(default_factory=list)  # deferred for the rate limit
+    retry_at: float | None = None
+    reused: int = 0  # evaluated from the files of the last scan (unchanged since)
+    opened: int = 0
+    resolved: int = 0
+
+
 def _needs(cfg: OrgConfig) -> Needs:
     needs = Needs()
     for pc in cfg.policies:
         needs = needs | REGISTRY[pc.type].needs
     return needs
+
+
+def _evaluate(cfg: OrgConfig, snapshot: RepoSnapshot) -> dict[str, Result]:
+    return {pc.name: REGISTRY[pc.type].evaluate(snapshot) for pc in cfg.policies}
 
 
 async def _load(svc: Services, installation_id: int, repo_id: int
@@ -131,6 +189,7 @@ async def _load(svc: Services, installation_id: int, repo_id: int
 
 
 async def scan_repository(svc: Services, installation_id: int, repo_id: int) -> RepoScanResult:
+    """One repository, read fresh (webhooks, commands, and what a batch could not do)."""
     inst, repo, cfg = await _load(svc, installation_id, repo_id)
     if inst is None or repo is None or not inst.active or not repo.present:
         return RepoScanResult("skipped", reason="repository or installation is gone or inactive")
@@ -138,63 +197,260 @@ async def scan_repository(svc: Services, installation_id: int, repo_id: int) -> 
         return RepoScanResult("not-configured", repo.full_name,
                               reason=f"config is {inst.config_status}; nothing is enforced")
     gh = svc.github.installation(installation_id)
-    snapshot, meta = await fetch_snapshot(gh, repo.full_name, _needs(cfg))
-    if meta.get("archived") or meta.get("fork"):
+    got = await fetch_one(gh, repo.id, repo.full_name, _needs(cfg))
+    snapshot = got.snapshot
+    if snapshot.archived or snapshot.fork:
         async with svc.db() as db, db.begin():
-            await upsert_repository(db, installation_id, meta)
+            await upsert_repository(db, installation_id, got.meta)
         return RepoScanResult("skipped", snapshot.full_name,
                               reason="archived repositories and forks are not scanned")
-    results = {pc.name: REGISTRY[pc.type].evaluate(snapshot) for pc in cfg.policies}
+    results = _evaluate(cfg, snapshot)
     out = RepoScanResult("ok", snapshot.full_name, results=results)
-    to_reconcile = await _record(svc, installation_id, meta, cfg, results, out)
+    to_reconcile = await _record(svc, installation_id, got, cfg, results, out)
     for vid in to_reconcile:
         await request_reconcile(svc, installation_id, vid)
     return out
 
 
+# ----------------------------------------------------------------------------- batches
+def _cached(repo: Repository, needs: Needs) -> Fetched | None:
+    """The last scan's files, when nothing can have changed since: the listing shows the
+    same pushed/updated times as when they were read, and they cover what is needed."""
+    cache = repo.snapshot_cache
+    if not cache or not repo.listed_version or cache.get("version") != repo.listed_version:
+        return None
+    files = cache.get("files")
+    if not isinstance(files, dict) or not needs.files <= files.keys() \
+            or cache.get("default_branch") != repo.default_branch:
+        return None
+    snap = RepoSnapshot(id=repo.id, full_name=repo.full_name, default_branch=repo.default_branch,
+                        archived=repo.archived, fork=repo.fork, visibility=repo.visibility,
+                        files={path: files[path] for path in needs.files})
+    # Settings are always read again; this only picks the cheaper way to read them.
+    actions = False if "workflow_permissions" in cache and \
+        cache["workflow_permissions"] is None else None
+    return Fetched(snap, {"id": repo.id, "full_name": repo.full_name}, fresh=False,
+                   actions_enabled=actions)
+
+
+def _cache_of(got: Fetched, needs: Needs, old: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What to keep of a snapshot for the next scan: the files if they were read now (the
+    version they were read at), and whether Actions was disabled (a hint for how to ask)."""
+    if not got.fresh:
+        if old is None or not needs.workflow_permissions:
+            return old
+        return {**old, "workflow_permissions": got.snapshot.workflow_permissions}
+    version = version_of(got.meta.get("pushed_at"), got.meta.get("updated_at"))
+    files = dict(got.snapshot.files)
+    if version is None or sum(len(t or "") for t in files.values()) > SNAPSHOT_CACHE_MAX:
+        return None
+    cache: dict[str, Any] = {"version": version, "default_branch": got.snapshot.default_branch,
+                             "files": files}
+    if needs.workflow_permissions:
+        cache["workflow_permissions"] = got.snapshot.workflow_permissions
+    return cache
+
+
+async def _mark(db: AsyncSession, repo_ids: Sequence[int], scan_id: int) -> None:
+    if repo_ids:
+        await db.execute(update(Repository).where(Repository.id.in_(list(repo_ids)))
+                         .values(last_full_scan_id=scan_id))
+
+
+async def scan_batch(svc: Services, installation_id: int, scan_id: int,
+                     repo_ids: Sequence[int], *, token: str) -> BatchOutcome:
+    """Scan a batch of a full scan. Safe to run again (arq re-runs a batch whose worker
+    died): repositories this scan already accounted for are skipped, and locks still held
+    under `token` (the job id) by an earlier try are taken back.
+
+    Per repository, exactly one of: recorded and counted here; handed to a scan_repo job
+    that counts it (it errored, or its lock is busy with a scan_repo of its own); or left
+    waiting for the rate limit (`outcome.waiting`, for the caller to defer).
+    """
+    out = BatchOutcome()
+    async with svc.db() as db, db.begin():
+        inst = await db.get(Installation, installation_id)
+        rows = list(await db.scalars(select(Repository).where(Repository.id.in_(repo_ids))
+                                     .order_by(Repository.full_name)))
+        cfg = config_for(inst) if inst is not None and inst.active else None
+    pending = [r for r in rows if r.last_full_scan_id != scan_id]
+    skipped = [r for r in pending if cfg is None or not r.present or r.archived or r.fork
+               or r.installation_id != installation_id]
+    candidates = [r for r in pending if r not in skipped]
+    keys = [scan_key(installation_id, r.id) for r in candidates]
+    ours = await try_lock_many(svc.redis, keys, token)
+    mine = [r for r, ok in zip(candidates, ours, strict=True) if ok]
+    busy = [r for r, ok in zip(candidates, ours, strict=True) if not ok]
+    held = [k for k, ok in zip(keys, ours, strict=True) if ok]
+    to_reconcile: list[int] = []
+    try:
+        # A repository another job is scanning right now goes to a scan_repo job (queued
+        # before it is marked, so it is never lost); it counts the repository when done.
+        for r in busy:
+            await request_repo_scan(svc, installation_id, r.id, scan_id=scan_id)
+        if skipped or busy:
+            async with svc.db() as db, db.begin():
+                await _mark(db, [r.id for r in skipped + busy], scan_id)
+                await count_scan(db, scan_id, done=len(skipped))
+        out.done, out.handed_off = len(skipped), len(busy)
+        if not mine or cfg is None:
+            return out
+        needs = _needs(cfg)
+        reuse = {r.id: c for r in mine if (c := _cached(r, needs)) is not None}
+        out.reused = len(reuse)
+        gh = svc.github.installation(installation_id)
+        try:
+            got = await fetch_snapshots(gh, [(r.id, r.full_name) for r in mine], needs,
+                                        reuse=reuse)
+        except RateLimited as exc:
+            out.waiting, out.retry_at = [r.id for r in mine], exc.until
+            return out
+        fetched: dict[int, Fetched] = {}
+        failed: dict[int, str] = {}
+        for rid, item in got.items():
+            if isinstance(item, Fetched):
+                fetched[rid] = item
+            elif item.retry_at is not None:
+                out.waiting.append(rid)
+                out.retry_at = max(out.retry_at or 0.0, item.retry_at)
+            else:
+                failed[rid] = item.reason
+        results: dict[int, dict[str, Result]] = {}
+        for rid, item in fetched.items():
+            if item.snapshot.archived or item.snapshot.fork:
+                continue
+            try:
+                results[rid] = _evaluate(cfg, item.snapshot)
+            except Exception as exc:  # a policy bug fails this repository, not the batch
+                log.exception("evaluating repository %s failed", rid)
+                failed[rid] = f"{type(exc).__name__}: {exc}"
+        for rid in failed:
+            fetched.pop(rid, None)
+            await request_repo_scan(svc, installation_id, rid, scan_id=scan_id)
+        to_reconcile = await _record_batch(svc, installation_id, scan_id, cfg, fetched,
+                                           results, failed, out)
+        out.handed_off += len(failed)
+    finally:
+        await release_many(svc.redis, held, token)
+    for vid in to_reconcile:
+        await request_reconcile(svc, installation_id, vid)
+    return out
+
+
+async def _record_batch(svc: Services, installation_id: int, scan_id: int, cfg: OrgConfig,
+                        fetched: dict[int, Fetched], results: dict[int, dict[str, Result]],
+                        failed: dict[int, str], out: BatchOutcome) -> list[int]:
+    """Record a batch in one transaction, with its count in the scan."""
+    now = utcnow()
+    by_name = {pc.name: pc for pc in cfg.policies}
+    needs = _needs(cfg)
+    ids = list(fetched) + list(failed)
+    if not ids:
+        return []
+    async with svc.db() as db, db.begin():
+        await ensure_installation(db, installation_id)
+        rows = {r.id: r for r in await db.scalars(select(Repository)
+                                                    .where(Repository.id.in_(ids)))}
+        stored: dict[int, dict[str, Violation]] = defaultdict(dict)
+        for v in await db.scalars(select(Violation).where(Violation.repository_id.in_(ids))):
+            stored[v.repository_id][v.policy] = v
+        opened = resolved = 0
+        for rid, got in fetched.items():
+            repo = await upsert_repository(db, installation_id, got.meta)
+            if rid in results:
+                o, r = _apply(db, installation_id, repo.id, cfg, results[rid], stored[repo.id],
+                              now)
+                opened, resolved = opened + o, resolved + r
+                repo.last_scanned_at, repo.last_scan_status, repo.last_scan_error = now, "ok", None
+                repo.snapshot_cache = _cache_of(got, needs, repo.snapshot_cache)
+        for rid, reason in failed.items():
+            row = rows.get(rid)
+            if row is not None:
+                row.last_scanned_at, row.last_scan_status = now, "errored"
+                row.last_scan_error = reason[:2000]
+        await db.flush()
+        await _mark(db, ids, scan_id)
+        await count_scan(db, scan_id, done=len(fetched), opened=opened, resolved=resolved)
+        out.done += len(fetched)
+        out.opened += opened
+        out.resolved += resolved
+        return [v.id for rid in fetched for v in stored[rid].values()
+                if _needs_reconcile(v, by_name.get(v.policy))]
+
+
+async def hand_off_batch(svc: Services, installation_id: int, scan_id: int,
+                         repo_ids: Sequence[int]) -> int:
+    """A batch that keeps failing as a whole: every repository it has not accounted for
+    gets a scan_repo job of its own (which retries, and counts it in the scan)."""
+    async with svc.db() as db:
+        todo = list(await db.scalars(select(Repository.id).where(
+            Repository.id.in_(repo_ids),
+            (Repository.last_full_scan_id.is_(None))
+            | (Repository.last_full_scan_id != scan_id))))
+    for rid in todo:
+        await request_repo_scan(svc, installation_id, rid, scan_id=scan_id)
+    async with svc.db() as db, db.begin():
+        await _mark(db, todo, scan_id)
+    return len(todo)
+
+
+# ----------------------------------------------------------------------------- recording
 def _needs_reconcile(v: Violation, pc: PolicyConfig | None) -> bool:
     actions = pc.actions if pc is not None else (("create-issue",) if v.issue_number else ())
     # Actions that parse but are not implemented yet never catch up; don't ask for them.
     return any(v.reconciled.get(a) != v.state for a in actions if a in ACTIONS)
 
 
-async def _record(svc: Services, installation_id: int, meta: dict[str, Any], cfg: OrgConfig,
+def _apply(db: AsyncSession, installation_id: int, repo_id: int, cfg: OrgConfig,
+           results: dict[str, Result], stored: dict[str, Violation], now: datetime
+           ) -> tuple[int, int]:
+    """Diff results against the repository's stored violations (updated in place, new ones
+    added to `stored`); returns how many were opened and resolved."""
+    by_name = {pc.name: pc for pc in cfg.policies}
+    opened = resolved = 0
+    for name, result in results.items():
+        v = stored.get(name)
+        pc = by_name[name]
+        if not result.passed:
+            if v is None:
+                v = Violation(installation_id=installation_id, repository_id=repo_id,
+                              policy=name, policy_type=pc.type, state="open",
+                              message=result.message, details=result.details,
+                              first_seen_at=now, last_seen_at=now, reconciled={})
+                db.add(v)
+                stored[name] = v
+                opened += 1
+            elif v.state != "open":
+                v.state, v.resolved_at, v.first_seen_at = "open", None, now
+                opened += 1
+            v.message, v.details, v.last_seen_at = result.message, result.details, now
+            v.policy_type = pc.type
+        elif v is not None and v.state == "open":
+            v.state, v.resolved_at, v.message = "resolved", now, result.message
+            resolved += 1
+    # A policy removed from the config no longer holds anything open.
+    for name, v in stored.items():
+        if name not in results and v.state == "open":
+            v.state, v.resolved_at = "resolved", now
+            v.message = f"The policy '{name}' was removed from the config."
+            resolved += 1
+    return opened, resolved
+
+
+async def _record(svc: Services, installation_id: int, got: Fetched, cfg: OrgConfig,
                   results: dict[str, Result], out: RepoScanResult) -> list[int]:
     """Diff results against stored violations; returns the violations to reconcile."""
     now = utcnow()
     by_name = {pc.name: pc for pc in cfg.policies}
     async with svc.db() as db, db.begin():
         await ensure_installation(db, installation_id)
-        repo = await upsert_repository(db, installation_id, meta)
+        repo = await upsert_repository(db, installation_id, got.meta)
         repo.last_scanned_at, repo.last_scan_status, repo.last_scan_error = now, "ok", None
+        repo.snapshot_cache = _cache_of(got, _needs(cfg), repo.snapshot_cache)
         stored = {v.policy: v for v in await db.scalars(
             select(Violation).where(Violation.repository_id == repo.id))}
-        for name, result in results.items():
-            v = stored.get(name)
-            pc = by_name[name]
-            if not result.passed:
-                if v is None:
-                    v = Violation(installation_id=installation_id, repository_id=repo.id,
-                                  policy=name, policy_type=pc.type, state="open",
-                                  message=result.message, details=result.details,
-                                  first_seen_at=now, last_seen_at=now, reconciled={})
-                    db.add(v)
-                    stored[name] = v
-                    out.opened += 1
-                elif v.state != "open":
-                    v.state, v.resolved_at, v.first_seen_at = "open", None, now
-                    out.opened += 1
-                v.message, v.details, v.last_seen_at = result.message, result.details, now
-                v.policy_type = pc.type
-            elif v is not None and v.state == "open":
-                v.state, v.resolved_at, v.message = "resolved", now, result.message
-                out.resolved += 1
-        # A policy removed from the config no longer holds anything open.
-        for name, v in stored.items():
-            if name not in results and v.state == "open":
-                v.state, v.resolved_at = "resolved", now
-                v.message = f"The policy '{name}' was removed from the config."
-                out.resolved += 1
+        out.opened, out.resolved = _apply(db, installation_id, repo.id, cfg, results, stored,
+                                          now)
         await db.flush()
         return [v.id for v in stored.values() if _needs_reconcile(v, by_name.get(v.policy))]
 

@@ -1,17 +1,110 @@
-"""Fetch, once per repository, everything the enabled policies need."""
+"""Fetch, once per repository, everything the enabled policies need — many at a time.
+
+One GraphQL query answers repository metadata and every needed root file for up to 100
+repositories (`rN: repository(...)` aliases, files as `object(expression: "HEAD:path")`);
+it costs one point of the GraphQL budget. REST is used only where GraphQL has no field
+(the default workflow permissions) and for blobs GraphQL truncates (over ~512 KB).
+
+Decisions:
+- A repository GraphQL cannot resolve (NOT_FOUND), or whose REST extras fail, comes back as
+  a `SnapshotError` for that repository alone; the others in the batch are unaffected.
+- A binary blob (GraphQL gives no text) counts as present with empty text: the file
+  exists, and no policy reads binary content; this spares a REST call per binary file.
+- A path that is a directory (a Tree) counts as missing, as it did through REST.
+- Snapshots passed in `reuse` (files known unchanged) skip GraphQL; only REST extras
+  are fetched for them.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import gidgethub
 from gidgethub.abc import GitHubAPI
 
+from app.github.errors import RateLimited
 from app.policies import Needs, RepoSnapshot
 
+log = logging.getLogger(__name__)
 
+# Repositories per GraphQL query; GitHub's node limits and timeouts are comfortable here.
+GRAPHQL_BATCH = 100
+# REST calls in flight per batch (the client's rate governor paces them further).
+REST_CONCURRENCY = 20
+
+
+class SnapshotFailed(Exception):
+    """The snapshot of one repository could not be taken."""
+
+    def __init__(self, reason: str, *, not_found: bool = False) -> None:
+        super().__init__(reason)
+        self.not_found = not_found
+
+
+class GraphQLFailed(Exception):
+    """A GraphQL query failed as a whole (not per repository)."""
+
+
+@dataclass(frozen=True)
+class Fetched:
+    snapshot: RepoSnapshot
+    # The repository in REST's shape (id, full_name, archived, fork, visibility,
+    # default_branch, pushed_at, updated_at), to refresh the stored copy.
+    meta: dict[str, Any] = field(default_factory=dict)
+    # True when files came from GitHub now (False: reused from an earlier scan).
+    fresh: bool = True
+    # For reused snapshots: Actions was disabled at the last read (None: not known).
+    actions_enabled: bool | None = None
+
+
+@dataclass(frozen=True)
+class SnapshotError:
+    repo_id: int
+    full_name: str
+    reason: str
+    not_found: bool = False
+    # Set when the repository is waiting for the rate limit: retry at this epoch time.
+    retry_at: float | None = None
+
+
+SnapshotOrError = Fetched | SnapshotError
+
+
+def graphql_endpoint(api_url: str) -> str:
+    """GitHub's GraphQL endpoint for a REST API root (GHES: /api/v3 → /api/graphql)."""
+    api = api_url.rstrip("/")
+    if api.endswith("/api/v3"):
+        return api.removesuffix("/v3") + "/graphql"
+    return f"{api}/graphql"
+
+
+def version_of(pushed_at: Any, updated_at: Any) -> str | None:
+    """A repository's version for change detection: its pushed and updated times."""
+    def norm(value: Any) -> str:
+        if isinstance(value, int | float):
+            return str(int(value))
+        if isinstance(value, str) and value:
+            try:
+                return str(int(datetime.fromisoformat(value.replace("Z", "+00:00"))
+                               .timestamp()))
+            except ValueError:
+                return value
+        return "-"
+
+    if not pushed_at and not updated_at:
+        return None
+    return f"{norm(pushed_at)}|{norm(updated_at)}"
+
+
+# ----------------------------------------------------------------------------- REST pieces
 def _is_404(exc: gidgethub.HTTPException) -> bool:
     return int(exc.status_code) == 404
 
@@ -44,21 +137,241 @@ async def fetch_workflow_permissions(gh: GitHubAPI, full_name: str) -> str | Non
     return str(data.get("default_workflow_permissions"))
 
 
-async def fetch_snapshot(
-    gh: GitHubAPI, full_name: str, needs: Needs
-) -> tuple[RepoSnapshot, dict[str, Any]]:
-    """The snapshot, and the repository's REST object (to refresh the stored copy)."""
-    meta: dict[str, Any] = await gh.getitem(f"/repos/{full_name}")
-    branch = str(meta.get("default_branch") or "main")
-    files = {path: await fetch_file(gh, full_name, path, branch) for path in sorted(needs.files)}
-    perms = await fetch_workflow_permissions(gh, full_name) if needs.workflow_permissions else None
-    return RepoSnapshot(
-        id=int(meta["id"]),
-        full_name=str(meta["full_name"]),
-        default_branch=branch,
-        archived=bool(meta.get("archived")),
-        fork=bool(meta.get("fork")),
-        visibility=str(meta.get("visibility") or ("private" if meta.get("private") else "public")),
-        files=files,
-        workflow_permissions=perms,
-    ), meta
+async def fetch_workflow_permissions_probing(gh: GitHubAPI, full_name: str) -> str | None:
+    """For a repository that had Actions disabled: ask whether it still has (a 200 that
+    comes back as a free 304 while nothing changes, where the disabled workflow endpoint is
+    a 404 paid every time), and read the setting only if Actions is now enabled."""
+    data = await gh.getitem(f"/repos/{full_name}/actions/permissions")
+    if not data.get("enabled"):
+        return None
+    return await fetch_workflow_permissions(gh, full_name)
+
+
+# ----------------------------------------------------------------------------- GraphQL
+def _rate_limited(body: Mapping[str, Any]) -> bool:
+    errors = body.get("errors")
+    return isinstance(errors, list) and any(
+        isinstance(e, dict) and e.get("type") == "RATE_LIMITED" for e in errors)
+
+
+async def graphql(gh: GitHubAPI, query: str, variables: Mapping[str, Any]) -> dict[str, Any]:
+    """Run a query; returns the whole body: `data`, and `errors` when some fields failed.
+
+    gidgethub's `graphql()` ignores `base_url`, so the endpoint is passed explicitly; it
+    raises QueryError when the body has errors, which for a batch are usually per
+    repository (NOT_FOUND) next to good data, so that body is returned, not raised.
+    """
+    try:
+        data = await gh.graphql(query, endpoint=graphql_endpoint(gh.base_url), **variables)
+    except gidgethub.QueryError as exc:
+        body: dict[str, Any] = exc.response if isinstance(exc.response, dict) else {}
+        if _rate_limited(body):
+            # Only when the client did not wait it out itself.
+            rl = gh.rate_limit
+            until = rl.reset_datetime.timestamp() if rl is not None else time.time() + 60
+            raise RateLimited(max(until, time.time()) + 1, "GraphQL budget spent") from exc
+        return body
+    return {"data": data}
+
+
+_REPO_FIELDS = ("databaseId nameWithOwner isArchived isFork visibility pushedAt updatedAt "
+                "defaultBranchRef { name }")
+
+
+def build_query(repos: Sequence[str], paths: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """The batch query for `repos` (full names) and its variables. Aliases: rN per
+    repository, fN per path; every value travels as a variable, so nothing needs escaping."""
+    variables: dict[str, Any] = {}
+    owners: dict[str, str] = {}
+    lines: list[str] = []
+    for i, full_name in enumerate(repos):
+        owner, _, name = full_name.partition("/")
+        if owner not in owners:
+            owners[owner] = f"o{len(owners)}"
+            variables[owners[owner]] = owner
+        variables[f"n{i}"] = name
+        lines.append(f"  r{i}: repository(owner: ${owners[owner]}, name: $n{i}) {{ ...repo }}")
+    files = []
+    for j, path in enumerate(paths):
+        variables[f"p{j}"] = f"HEAD:{path}"
+        files.append(f"  f{j}: object(expression: $p{j}) {{ ... on Blob "
+                     "{ text byteSize isTruncated isBinary } }")
+    decls = ", ".join(f"${k}: String!" for k in variables)
+    query = (f"query Snapshots({decls}) {{\n  rateLimit {{ cost remaining resetAt }}\n"
+             + "\n".join(lines) + "\n}\n"
+             + f"fragment repo on Repository {{\n  {_REPO_FIELDS}\n" + "\n".join(files) + "\n}\n")
+    return query, variables
+
+
+def _visibility(node: Mapping[str, Any]) -> str:
+    vis = node.get("visibility")
+    return str(vis).lower() if vis else "public"
+
+
+@dataclass
+class _Partial:
+    repo_id: int
+    snapshot: RepoSnapshot
+    meta: dict[str, Any]
+    truncated: list[str]
+    actions_enabled: bool | None = None
+
+
+def _parse_repo(repo_id: int, asked: str, node: Mapping[str, Any],
+                paths: Sequence[str]) -> _Partial | SnapshotError:
+    db_id = int(node.get("databaseId") or 0)
+    if repo_id and db_id and db_id != repo_id:
+        return SnapshotError(repo_id, asked, f"{asked} is now another repository ({db_id})",
+                             not_found=True)
+    full_name = str(node.get("nameWithOwner") or asked)
+    ref = node.get("defaultBranchRef")
+    branch = str(ref["name"]) if isinstance(ref, dict) and ref.get("name") else "main"
+    files: dict[str, str | None] = {}
+    truncated: list[str] = []
+    for j, path in enumerate(paths):
+        blob = node.get(f"f{j}")
+        if not isinstance(blob, dict) or "byteSize" not in blob:
+            files[path] = None  # missing, or a directory
+        elif blob.get("isTruncated"):
+            files[path] = None
+            truncated.append(path)
+        elif blob.get("text") is None:
+            files[path] = ""  # binary: present, no text (see the module docstring)
+        else:
+            files[path] = str(blob["text"])
+    visibility = _visibility(node)
+    meta: dict[str, Any] = {
+        "id": db_id or repo_id, "full_name": full_name,
+        "archived": bool(node.get("isArchived")), "fork": bool(node.get("isFork")),
+        "visibility": visibility, "private": visibility != "public",
+        "default_branch": branch,
+        "pushed_at": node.get("pushedAt"), "updated_at": node.get("updatedAt"),
+    }
+    snap = RepoSnapshot(id=db_id or repo_id, full_name=full_name, default_branch=branch,
+                        archived=meta["archived"], fork=meta["fork"], visibility=visibility,
+                        files=files)
+    return _Partial(repo_id, snap, meta, truncated)
+
+
+def _errors_by_alias(body: Mapping[str, Any]) -> tuple[dict[str, list[dict[str, Any]]],
+                                                       list[dict[str, Any]]]:
+    per: dict[str, list[dict[str, Any]]] = {}
+    general: list[dict[str, Any]] = []
+    for err in body.get("errors") or []:
+        path = err.get("path") if isinstance(err, dict) else None
+        if isinstance(path, list) and path and isinstance(path[0], str) \
+                and path[0].startswith("r") and path[0][1:].isdigit():
+            per.setdefault(path[0], []).append(err)
+        else:
+            general.append(err if isinstance(err, dict) else {"message": str(err)})
+    return per, general
+
+
+async def _graphql_batch(gh: GitHubAPI, repos: Sequence[tuple[int, str]], paths: Sequence[str]
+                         ) -> list[_Partial | SnapshotError]:
+    query, variables = build_query([name for _, name in repos], paths)
+    body = await graphql(gh, query, variables)
+    data = body.get("data")
+    per, general = _errors_by_alias(body)
+    if not isinstance(data, dict) or general:
+        raise GraphQLFailed("; ".join(str(e.get("message")) for e in general)
+                            or "GraphQL answered without data")
+    rate = data.get("rateLimit") or {}
+    log.debug("GraphQL batch of %d repositories: cost %s, %s left", len(repos),
+              rate.get("cost"), rate.get("remaining"))
+    out: list[_Partial | SnapshotError] = []
+    for i, (repo_id, name) in enumerate(repos):
+        node = data.get(f"r{i}")
+        errors = per.get(f"r{i}", [])
+        if not isinstance(node, dict) or errors:
+            not_found = any(e.get("type") == "NOT_FOUND" for e in errors)
+            reason = "; ".join(str(e.get("message")) for e in errors) or "no data"
+            out.append(SnapshotError(repo_id, name, reason, not_found=not_found))
+            continue
+        out.append(_parse_repo(repo_id, name, node, paths))
+    return out
+
+
+# ----------------------------------------------------------------------------- batches
+async def _complete(gh: GitHubAPI, part: _Partial, needs: Needs, fresh: bool,
+                    limit: asyncio.Semaphore) -> SnapshotOrError:
+    """Add what only REST has; archived repositories and forks are not scanned, so they
+    get nothing more."""
+    snap = part.snapshot
+    if snap.archived or snap.fork:
+        return Fetched(snap, part.meta, fresh)
+
+    async def call(fn: Any, *args: Any) -> Any:
+        async with limit:
+            return await fn(gh, snap.full_name, *args)
+
+    jobs = [call(fetch_file, path, snap.default_branch) for path in part.truncated]
+    if needs.workflow_permissions:
+        jobs.append(call(fetch_workflow_permissions_probing if part.actions_enabled is False
+                         else fetch_workflow_permissions))
+    results = await asyncio.gather(*jobs, return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    for exc in failures:
+        if isinstance(exc, RateLimited):
+            return SnapshotError(part.repo_id, snap.full_name, str(exc), retry_at=exc.until)
+    for exc in failures:
+        if not isinstance(exc, Exception):
+            raise exc  # cancelled: not this repository's failure
+        return SnapshotError(part.repo_id, snap.full_name, f"{type(exc).__name__}: {exc}",
+                             not_found=isinstance(exc, gidgethub.HTTPException)
+                             and _is_404(exc))
+    values: list[Any] = list(results)
+    files = dict(snap.files)
+    for path, text in zip(part.truncated, values, strict=False):
+        files[path] = text
+    perms = values[-1] if needs.workflow_permissions else None
+    return Fetched(replace(snap, files=files, workflow_permissions=perms), part.meta, fresh)
+
+
+async def fetch_snapshots(gh: GitHubAPI, repos: Sequence[tuple[int, str]], needs: Needs, *,
+                          reuse: Mapping[int, Fetched] | None = None
+                          ) -> dict[int, SnapshotOrError]:
+    """Snapshots of `repos` ((id, full name) pairs), keyed by the id given.
+
+    Metadata and files: one GraphQL query per 100 repositories, except for those in
+    `reuse` (snapshots whose files are known unchanged: only REST extras are refreshed).
+    Then, concurrently and bounded: REST for what GraphQL has no field for. A rate-limit
+    wait longer than the client sleeps through raises `RateLimited` when it hits the
+    GraphQL query, or marks the repository with `retry_at` when it hits its REST calls.
+    """
+    reuse = reuse or {}
+    paths = sorted(needs.files)
+    parts: list[_Partial | SnapshotError] = []
+    for rid, _name in repos:
+        if rid in reuse:
+            got = reuse[rid]
+            parts.append(_Partial(rid, got.snapshot, got.meta, [], got.actions_enabled))
+    todo = [(rid, name) for rid, name in repos if rid not in reuse]
+    for start in range(0, len(todo), GRAPHQL_BATCH):
+        parts.extend(await _graphql_batch(gh, todo[start:start + GRAPHQL_BATCH], paths))
+    limit = asyncio.Semaphore(REST_CONCURRENCY)
+
+    async def finish(part: _Partial | SnapshotError) -> SnapshotOrError:
+        if isinstance(part, SnapshotError):
+            return part
+        return await _complete(gh, part, needs, part.repo_id not in reuse, limit)
+
+    done = await asyncio.gather(*(finish(p) for p in parts))
+    return {(p.repo_id): d for p, d in zip(parts, done, strict=True)}
+
+
+async def fetch_one(gh: GitHubAPI, repo_id: int, full_name: str, needs: Needs) -> Fetched:
+    """One repository through the batch path; raises `SnapshotFailed` or `RateLimited`."""
+    (got,) = (await fetch_snapshots(gh, [(repo_id, full_name)], needs)).values()
+    if isinstance(got, SnapshotError):
+        if got.retry_at is not None:
+            raise RateLimited(got.retry_at, got.reason)
+        raise SnapshotFailed(got.reason, not_found=got.not_found)
+    return got
+
+
+async def fetch_snapshot(gh: GitHubAPI, full_name: str, needs: Needs,
+                         repo_id: int = 0) -> tuple[RepoSnapshot, dict[str, Any]]:
+    """One repository's snapshot and its REST-shaped metadata (the pre-batch API)."""
+    got = await fetch_one(gh, repo_id, full_name, needs)
+    return got.snapshot, got.meta

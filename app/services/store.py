@@ -79,7 +79,15 @@ async def scannable_repositories(db: AsyncSession, installation_id: int) -> list
 async def bump_scan(db: AsyncSession, scan_id: int, *, ok: bool, opened: int = 0,
                     resolved: int = 0) -> None:
     """Count one finished repository in a scan; close the scan when all are counted."""
-    done, errored = (1, 0) if ok else (0, 1)
+    await count_scan(db, scan_id, done=1 if ok else 0, errored=0 if ok else 1, opened=opened,
+                     resolved=resolved)
+
+
+async def count_scan(db: AsyncSession, scan_id: int, *, done: int = 0, errored: int = 0,
+                     opened: int = 0, resolved: int = 0) -> None:
+    """Count finished repositories in a scan; close the scan when all are counted."""
+    if not (done or errored or opened or resolved):
+        return
     await db.execute(
         update(Scan).where(Scan.id == scan_id).values(
             done=Scan.done + done, errored=Scan.errored + errored,
@@ -91,3 +99,5 @@ async def bump_scan(db: AsyncSession, scan_id: int, *, ok: bool, opened: int = 0
     if scan is not None and scan.status == "running" and scan.done + scan.errored >= scan.total:
         scan.status = "errored" if scan.errored else "ok"
         scan.finished_at = utcnow()
+        if scan.detail and scan.detail.startswith("waiting"):
+            scan.detail = None

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import jwt
 from aiohttp import web
 
+from tests.fakegithub import graphql as gql
 from tests.fakegithub import render
 from tests.fakegithub.state import (
     PERMISSION_LEVELS,
@@ -41,7 +42,6 @@ from tests.fakegithub.state import (
     Token,
     User,
     iso,
-    node_id,
 )
 
 log = logging.getLogger(__name__)
@@ -145,6 +145,7 @@ class Caller:
 
 
 CALLER = web.RequestKey("fakegithub_caller", Caller)
+GRAPHQL_COST = web.RequestKey("fakegithub_graphql_cost", int)
 
 
 # ----------------------------------------------------------------------------- responses
@@ -460,8 +461,11 @@ async def _serve(
         err.headers.update(rate_headers(bucket, resource))
         return err
 
-    creates = r.creates_content or (resource == "graphql" and await _is_mutation(request))
-    retry = st.secondary_check(caller.bucket_key, request.method, creates, concurrent)
+    mutation = resource == "graphql" and await _is_mutation(request)
+    creates = r.creates_content or mutation
+    # GitHub: a GraphQL query is 1 point toward the per-minute limit, a mutation 5.
+    points = (5 if mutation else 1) if resource == "graphql" else None
+    retry = st.secondary_check(caller.bucket_key, request.method, creates, concurrent, points)
     if retry is not None:
         st.secondary_limit_responses += 1
         rid = _request_id()
@@ -499,11 +503,15 @@ async def _serve(
             resp = web.Response(status=304, headers={"ETag": etag})
 
     if r.counted and resp.status != 304:
-        bucket.used += 1
         if resource == "core":
+            bucket.used += 1
             st.rate_limited_requests += 1
         else:
+            # A GraphQL request spends its computed cost (set by the handler; 1 otherwise).
+            cost = request.get(GRAPHQL_COST, 1)
+            bucket.used += cost
             st.graphql_requests += 1
+            st.graphql_points += cost
     resp.headers.update(rate_headers(bucket, resource))
     resp.headers.setdefault("X-GitHub-Request-Id", _request_id())
     resp.headers["X-GitHub-Media-Type"] = "github.v3; format=json"
@@ -1175,15 +1183,9 @@ async def remove_issue_label(request: web.Request) -> web.Response:
 
 
 # ----------------------------------------------------------------------------- graphql
-_REPO_QUERY = re.compile(
-    r"repository\s*\(\s*owner\s*:\s*(?P<owner>\"[^\"]*\"|\$\w+)\s*,\s*"
-    r"name\s*:\s*(?P<name>\"[^\"]*\"|\$\w+)\s*\)"
-)
-
-
 @route("POST", "/graphql", doc="https://docs.github.com/graphql")
 async def graphql(request: web.Request) -> web.Response:
-    """Just enough GraphQL: `rateLimit { ... }` and `repository(owner:, name:) { ... }`."""
+    """GraphQL over the slice of GitHub's schema in tests/fakegithub/graphql.py."""
     st = state_of(request)
     caller = caller_of(request)
     body = await body_json(request)
@@ -1192,55 +1194,22 @@ async def graphql(request: web.Request) -> web.Response:
         return json_response({"errors": [{"message": "A query attribute must be specified and "
                                                      "must be a string."}]}, 200)
     variables = body.get("variables") or {}
-    data: dict[str, Any] = {}
-    if "rateLimit" in query:
-        b = st.bucket(caller.bucket_key, "graphql")
-        data["rateLimit"] = {
-            "limit": b.limit,
-            "cost": 1,
-            "used": b.used + 1,
-            "remaining": max(b.remaining - 1, 0),
-            "resetAt": iso(b.reset_at),
-            "nodeCount": 0,
-        }
-    if m := _REPO_QUERY.search(query):
+    if not isinstance(variables, dict):
+        return json_response({"errors": [{"message": "Variables are invalid JSON."}]}, 200)
+    name = body.get("operationName")
+    bucket = st.bucket(caller.bucket_key, "graphql")
 
-        def value(token: str) -> str:
-            return str(variables.get(token[1:], "")) if token.startswith("$") else token[1:-1]
+    def rate(cost: int) -> dict[str, Any] | None:
+        if cost > bucket.remaining:
+            return None
+        return {"limit": bucket.limit, "cost": cost, "used": bucket.used + cost,
+                "remaining": bucket.remaining - cost, "resetAt": iso(bucket.reset_at),
+                "nodeCount": 0}
 
-        repo = st.find_repo(f"{value(m['owner'])}/{value(m['name'])}")
-        if repo is None or not can_see(caller, repo):
-            return json_response(
-                {
-                    "data": {**data, "repository": None},
-                    "errors": [
-                        {
-                            "type": "NOT_FOUND",
-                            "path": ["repository"],
-                            "message": "Could not resolve to a Repository with the name "
-                            f"'{value(m['owner'])}/{value(m['name'])}'.",
-                        }
-                    ],
-                }
-            )
-        data["repository"] = {
-            "id": node_id("Repository", repo.id),
-            "databaseId": repo.id,
-            "name": repo.name,
-            "nameWithOwner": repo.full_name,
-            "isArchived": repo.archived,
-            "isFork": repo.fork,
-            "isPrivate": repo.private,
-            "visibility": repo.visibility.upper(),
-            "defaultBranchRef": {"name": repo.default_branch},
-            "pushedAt": iso(repo.pushed_at),
-            "updatedAt": iso(repo.updated_at),
-        }
-    if not data:
-        return json_response(
-            {"errors": [{"message": "the fake GitHub only answers rateLimit and repository"}]}
-        )
-    return json_response({"data": data})
+    out = gql.run(st, query, variables, name if isinstance(name, str) else None,
+                  lambda repo: can_see(caller, repo), rate)
+    request[GRAPHQL_COST] = out.cost
+    return json_response(out.body)
 
 
 # ----------------------------------------------------------------------------- server

@@ -222,7 +222,8 @@ class SecondaryLimitConfig:
 
     enabled: bool = False
     max_concurrent: int = 100
-    points_per_minute: int = 900  # GET/HEAD/OPTIONS 1 point, POST/PATCH/PUT/DELETE 5
+    # GET/HEAD/OPTIONS 1 point, POST/PATCH/PUT/DELETE 5; GraphQL: queries 1, mutations 5
+    points_per_minute: int = 900
     content_per_minute: int = 80  # content-creating requests (POST of issues, comments, ...)
     content_per_hour: int = 500
     retry_after: int = 60  # seconds sent in `retry-after`; requests are refused until then
@@ -340,6 +341,13 @@ class FakeState:
         self._content: dict[str, deque[float]] = {}
         self._blocked_until: dict[str, float] = {}
 
+        # GraphQL
+        # Blob.text is cut after this many bytes (isTruncated: true); GitHub: 512,000.
+        self.graphql_blob_text_limit: int = 512_000
+        # Lower-cased full names GraphQL answers NOT_FOUND for, with how many more queries
+        # it does so (a new repository GitHub has not replicated yet, say).
+        self.graphql_not_found: dict[str, int] = {}
+
         # Faults
         self.latency: float = 0.0
         self.fail_rate: float = 0.0
@@ -352,6 +360,7 @@ class FakeState:
         self.total_requests = 0
         self.rate_limited_requests = 0  # requests that spent primary (core) budget
         self.graphql_requests = 0
+        self.graphql_points = 0  # GraphQL budget spent (a query's computed cost)
         self.not_modified_responses = 0
         self.primary_limit_responses = 0
         self.secondary_limit_responses = 0
@@ -847,8 +856,8 @@ class FakeState:
         self._content.clear()
         self._blocked_until.clear()
 
-    def secondary_check(self, key: str, method: str, content: bool, concurrent: int
-                        ) -> int | None:
+    def secondary_check(self, key: str, method: str, content: bool, concurrent: int,
+                        points: int | None = None) -> int | None:
         """Seconds to wait when this request trips a secondary limit, else None (and record it).
 
         The wait is honest: at least `secondary.retry_after`, and long enough for the sliding
@@ -861,7 +870,8 @@ class FakeState:
         blocked = self._blocked_until.get(key, 0.0)
         if now < blocked:
             return max(1, math.ceil(blocked - now))
-        points = 1 if method in ("GET", "HEAD", "OPTIONS") else 5
+        if points is None:
+            points = 1 if method in ("GET", "HEAD", "OPTIONS") else 5
         window = self._points.setdefault(key, deque())
         while window and window[0][0] <= now - cfg.minute_seconds:
             window.popleft()

@@ -1,0 +1,692 @@
+"""A small GraphQL engine for the subset of GitHub's schema the app queries.
+
+It parses real GraphQL (operations, variables, aliases, arguments, named fragments, inline
+fragments, comments), validates field names against a slice of GitHub's schema, executes,
+and answers in GitHub's shapes: `{"data": ...}`, per-field `NOT_FOUND` errors with a path
+next to partial data, validation errors without data.
+
+Schema slice: `repository(owner:, name:)`, `rateLimit`, and on Repository the metadata
+fields, `defaultBranchRef { name target { oid } }` and `object(expression: "REF:path")`
+resolving to Blob (`text byteSize isBinary isTruncated oid`), Tree or Commit.
+
+Cost: GitHub charges per query the connections it may have to load (first/last ÷ 100,
+rounded, at least 1). Nothing in this slice is a connection, so every query costs 1 point,
+as a 100-repository batch does on GitHub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.fakegithub.state import FakeState, Repo, iso, node_id
+
+# GitHub cuts Blob.text at this many bytes and sets isTruncated (observed: 512,000 bytes;
+# undocumented). FakeState.graphql_blob_text_limit overrides it.
+BLOB_TEXT_LIMIT = 512_000
+
+
+class GraphQLSyntaxError(Exception):
+    def __init__(self, message: str, line: int, column: int) -> None:
+        super().__init__(message)
+        self.line, self.column = line, column
+
+
+# ----------------------------------------------------------------------------- lexer
+_TOKEN = re.compile(
+    r"""
+    (?P<ws>[\s,\ufeff]+|\#[^\n\r]*)
+  | (?P<block>\"\"\"(?:\\\"\"\"|[^"]|"(?!""))*\"\"\")
+  | (?P<string>"(?:\\.|[^"\\\n\r])*")
+  | (?P<spread>\.\.\.)
+  | (?P<punct>[!$&()\:=@\[\]{|}])
+  | (?P<number>-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?)
+  | (?P<name>[_A-Za-z][_0-9A-Za-z]*)
+    """,
+    re.VERBOSE,
+)
+_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r",
+            "t": "\t"}
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # name / string / number / punct / spread / eof
+    value: str
+    line: int
+    column: int
+
+
+def _unescape(raw: str, line: int, column: int) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(raw):
+        ch = raw[i]
+        if ch != "\\":
+            out.append(ch)
+            i += 1
+            continue
+        nxt = raw[i + 1]
+        if nxt in _ESCAPES:
+            out.append(_ESCAPES[nxt])
+            i += 2
+        elif nxt == "u" and re.fullmatch(r"[0-9A-Fa-f]{4}", raw[i + 2 : i + 6]):
+            out.append(chr(int(raw[i + 2 : i + 6], 16)))
+            i += 6
+        else:
+            raise GraphQLSyntaxError(f"Bad escape sequence \\{nxt}", line, column)
+    # \uD83D\uDE00 pairs come out as two surrogates; join them like GitHub does.
+    return "".join(out).encode("utf-16", "surrogatepass").decode("utf-16")
+
+
+def tokenize(source: str) -> list[Token]:
+    tokens: list[Token] = []
+    pos, line, line_start = 0, 1, 0
+    while pos < len(source):
+        m = _TOKEN.match(source, pos)
+        column = pos - line_start + 1
+        if m is None:
+            raise GraphQLSyntaxError(f"Unexpected character {source[pos]!r}", line, column)
+        kind = m.lastgroup or ""
+        text = m.group()
+        if kind == "string":
+            tokens.append(Token("string", _unescape(text[1:-1], line, column), line, column))
+        elif kind == "block":
+            tokens.append(Token("string", text[3:-3].replace('\\"""', '"""'), line, column))
+        elif kind != "ws":
+            tokens.append(Token(kind, text, line, column))
+        newlines = text.count("\n")
+        if newlines:
+            line += newlines
+            line_start = pos + text.rindex("\n") + 1
+        pos = m.end()
+    tokens.append(Token("eof", "", line, pos - line_start + 1))
+    return tokens
+
+
+# ----------------------------------------------------------------------------- AST
+@dataclass
+class Var:
+    name: str
+
+
+@dataclass
+class Enum:
+    name: str
+
+
+@dataclass
+class Field:
+    name: str
+    alias: str | None
+    args: dict[str, Any]
+    selections: list[Selection] | None
+    line: int
+    column: int
+
+    @property
+    def key(self) -> str:
+        return self.alias or self.name
+
+
+@dataclass
+class InlineFragment:
+    type_condition: str | None
+    selections: list[Selection]
+
+
+@dataclass
+class FragmentSpread:
+    name: str
+    line: int
+    column: int
+
+
+Selection = Field | InlineFragment | FragmentSpread
+
+
+@dataclass
+class VariableDef:
+    name: str
+    type: str  # e.g. "String!", "[String!]"
+    default: Any = None
+
+
+@dataclass
+class Operation:
+    kind: str  # query / mutation / subscription
+    name: str | None
+    variables: list[VariableDef]
+    selections: list[Selection]
+
+
+@dataclass
+class Document:
+    operations: list[Operation] = field(default_factory=list)
+    fragments: dict[str, tuple[str, list[Selection]]] = field(default_factory=dict)
+
+
+class Parser:
+    def __init__(self, source: str) -> None:
+        self.tokens = tokenize(source)
+        self.i = 0
+
+    @property
+    def tok(self) -> Token:
+        return self.tokens[self.i]
+
+    def fail(self, expected: str) -> GraphQLSyntaxError:
+        t = self.tok
+        seen = "end of file" if t.kind == "eof" else f"{t.value!r}"
+        return GraphQLSyntaxError(f"Expected {expected}, actual: {seen}", t.line, t.column)
+
+    def peek(self, value: str) -> bool:
+        return self.tok.kind in ("punct", "spread", "name") and self.tok.value == value
+
+    def expect(self, value: str) -> Token:
+        if not self.peek(value):
+            raise self.fail(repr(value))
+        t = self.tok
+        self.i += 1
+        return t
+
+    def name(self) -> str:
+        if self.tok.kind != "name":
+            raise self.fail("a name")
+        t = self.tok
+        self.i += 1
+        return t.value
+
+    def document(self) -> Document:
+        doc = Document()
+        while self.tok.kind != "eof":
+            if self.peek("{"):
+                doc.operations.append(Operation("query", None, [], self.selection_set()))
+            elif self.peek("fragment"):
+                self.i += 1
+                name = self.name()
+                self.expect("on")
+                doc.fragments[name] = (self.name(), self.selection_set())
+            elif self.tok.kind == "name" and self.tok.value in ("query", "mutation",
+                                                                 "subscription"):
+                kind = self.name()
+                op_name = self.name() if self.tok.kind == "name" else None
+                variables = self.variable_defs() if self.peek("(") else []
+                self.directives()
+                doc.operations.append(Operation(kind, op_name, variables,
+                                                self.selection_set()))
+            else:
+                raise self.fail("a definition")
+        return doc
+
+    def variable_defs(self) -> list[VariableDef]:
+        self.expect("(")
+        out: list[VariableDef] = []
+        while not self.peek(")"):
+            self.expect("$")
+            name = self.name()
+            self.expect(":")
+            type_ = self.type_ref()
+            default = None
+            if self.peek("="):
+                self.i += 1
+                default = self.value(const=True)
+            out.append(VariableDef(name, type_, default))
+        self.expect(")")
+        return out
+
+    def type_ref(self) -> str:
+        if self.peek("["):
+            self.i += 1
+            inner = self.type_ref()
+            self.expect("]")
+            text = f"[{inner}]"
+        else:
+            text = self.name()
+        if self.peek("!"):
+            self.i += 1
+            text += "!"
+        return text
+
+    def directives(self) -> None:
+        while self.peek("@"):
+            self.i += 1
+            self.name()
+            if self.peek("("):
+                self.arguments()
+
+    def selection_set(self) -> list[Selection]:
+        self.expect("{")
+        out: list[Selection] = []
+        while not self.peek("}"):
+            out.append(self.selection())
+        self.expect("}")
+        if not out:
+            raise self.fail("a selection")
+        return out
+
+    def selection(self) -> Selection:
+        if self.tok.kind == "spread":
+            t = self.tok
+            self.i += 1
+            if self.peek("on"):
+                self.i += 1
+                cond = self.name()
+                self.directives()
+                return InlineFragment(cond, self.selection_set())
+            if self.peek("{") or self.peek("@"):
+                self.directives()
+                return InlineFragment(None, self.selection_set())
+            return FragmentSpread(self.name(), t.line, t.column)
+        t = self.tok
+        name = self.name()
+        alias = None
+        if self.peek(":"):
+            self.i += 1
+            alias, name = name, self.name()
+        args = self.arguments() if self.peek("(") else {}
+        self.directives()
+        sub = self.selection_set() if self.peek("{") else None
+        return Field(name, alias, args, sub, t.line, t.column)
+
+    def arguments(self) -> dict[str, Any]:
+        self.expect("(")
+        out: dict[str, Any] = {}
+        while not self.peek(")"):
+            key = self.name()
+            self.expect(":")
+            out[key] = self.value()
+        self.expect(")")
+        return out
+
+    def value(self, const: bool = False) -> Any:
+        t = self.tok
+        if t.kind == "punct" and t.value == "$" and not const:
+            self.i += 1
+            return Var(self.name())
+        if t.kind == "string":
+            self.i += 1
+            return t.value
+        if t.kind == "number":
+            self.i += 1
+            return float(t.value) if any(c in t.value for c in ".eE") else int(t.value)
+        if t.kind == "name":
+            self.i += 1
+            return {"true": True, "false": False, "null": None}.get(t.value, Enum(t.value))
+        if self.peek("["):
+            self.i += 1
+            items = []
+            while not self.peek("]"):
+                items.append(self.value(const))
+            self.i += 1
+            return items
+        if self.peek("{"):
+            self.i += 1
+            obj: dict[str, Any] = {}
+            while not self.peek("}"):
+                key = self.name()
+                self.expect(":")
+                obj[key] = self.value(const)
+            self.i += 1
+            return obj
+        raise self.fail("a value")
+
+
+def parse(source: str) -> Document:
+    return Parser(source).document()
+
+
+# ----------------------------------------------------------------------------- schema
+@dataclass
+class Context:
+    st: FakeState
+    can_see: Callable[[Repo], bool]
+    variables: Mapping[str, Any]
+    rate: dict[str, Any]
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+class NotFound(Exception):
+    pass
+
+
+Resolver = Callable[[Any, dict[str, Any], Context], Any]
+# type -> field -> (result type or None for a scalar, resolver)
+SCHEMA: dict[str, dict[str, tuple[str | None, Resolver]]] = {}
+# Abstract types and the concrete types they can be.
+POSSIBLE: dict[str, set[str]] = {
+    "GitObject": {"Blob", "Tree", "Commit"},
+    "RepositoryOwner": {"Organization", "User"},
+}
+
+
+@dataclass
+class GitObject:
+    kind: str  # Blob / Tree / Commit
+    repo: Repo
+    oid: str
+    text: str | None = None
+
+
+@dataclass
+class RefValue:
+    repo: Repo
+    name: str
+
+
+def _resolve_expression(st: FakeState, repo: Repo, expression: str) -> GitObject | None:
+    ref, sep, path = expression.partition(":")
+    branch = repo.default_branch if ref in ("HEAD", "") else ref.removeprefix("refs/heads/")
+    if branch not in repo.branches:
+        branch = next((b for b, sha in repo.heads.items() if len(ref) >= 7
+                       and sha.startswith(ref)), "")
+    files = repo.branches.get(branch)
+    if files is None:
+        return None
+    head = repo.heads.get(branch, "0" * 40)
+    if not sep:
+        return GitObject("Commit", repo, head)
+    path = path.strip("/")
+    if path in files:
+        data = files[path].encode()
+        return GitObject("Blob", repo, hashlib.sha1(b"blob %d\0" % len(data) + data)
+                         .hexdigest(), files[path])
+    if path == "" or any(p.startswith(path + "/") for p in files):
+        return GitObject("Tree", repo, hashlib.sha1(f"{head}:{path}".encode()).hexdigest())
+    return None
+
+
+def _repository(_: Any, args: dict[str, Any], ctx: Context) -> Repo:
+    owner, name = str(args.get("owner") or ""), str(args.get("name") or "")
+    hidden = ctx.st.graphql_not_found.get(f"{owner}/{name}".lower(), 0)
+    repo = ctx.st.find_repo(f"{owner}/{name}")
+    if hidden > 0:
+        ctx.st.graphql_not_found[f"{owner}/{name}".lower()] = hidden - 1
+        repo = None
+    if repo is None or not ctx.can_see(repo):
+        raise NotFound(f"Could not resolve to a Repository with the name '{owner}/{name}'.")
+    return repo
+
+
+def _blob_text(o: GitObject, st: FakeState) -> tuple[str | None, bool]:
+    assert o.text is not None
+    if "\x00" in o.text:
+        return None, False  # binary: no text
+    data = o.text.encode()
+    if len(data) <= st.graphql_blob_text_limit:
+        return o.text, False
+    return data[: st.graphql_blob_text_limit].decode("utf-8", errors="ignore"), True
+
+
+def _empty(r: Repo) -> bool:
+    return not any(r.branches.values())
+
+
+SCHEMA["Query"] = {
+    "repository": ("Repository", _repository),
+    "rateLimit": ("RateLimit", lambda _, a, ctx: ctx.rate),
+}
+SCHEMA["RateLimit"] = {k: (None, (lambda key: lambda o, a, c: o[key])(k))
+                       for k in ("limit", "cost", "remaining", "resetAt", "used", "nodeCount")}
+SCHEMA["Repository"] = {
+    "id": (None, lambda r, a, c: node_id("Repository", r.id)),
+    "databaseId": (None, lambda r, a, c: r.id),
+    "name": (None, lambda r, a, c: r.name),
+    "nameWithOwner": (None, lambda r, a, c: r.full_name),
+    "owner": ("RepositoryOwner", lambda r, a, c: r.owner),
+    "isArchived": (None, lambda r, a, c: r.archived),
+    "isFork": (None, lambda r, a, c: r.fork),
+    "isPrivate": (None, lambda r, a, c: r.private),
+    "isDisabled": (None, lambda r, a, c: r.disabled),
+    "isTemplate": (None, lambda r, a, c: r.is_template),
+    "isEmpty": (None, lambda r, a, c: _empty(r)),
+    "hasIssuesEnabled": (None, lambda r, a, c: r.has_issues),
+    "visibility": (None, lambda r, a, c: r.visibility.upper()),
+    "description": (None, lambda r, a, c: r.description),
+    "url": (None, lambda r, a, c: f"{c.st.web_url}/{r.full_name}"),
+    "createdAt": (None, lambda r, a, c: iso(r.created_at)),
+    "updatedAt": (None, lambda r, a, c: iso(r.updated_at)),
+    "pushedAt": (None, lambda r, a, c: iso(r.pushed_at)),
+    # add_repo makes a first commit, so the default branch exists even without files.
+    "defaultBranchRef": ("Ref", lambda r, a, c: RefValue(r, r.default_branch)
+                         if r.default_branch in r.heads else None),
+    "object": ("GitObject", lambda r, a, c: _resolve_expression(
+        c.st, r, str(a.get("expression") or ""))),
+}
+SCHEMA["RepositoryOwner"] = {
+    "login": (None, lambda u, a, c: u.login),
+    "id": (None, lambda u, a, c: node_id(u.type, u.id)),
+}
+SCHEMA["Ref"] = {
+    "name": (None, lambda ref, a, c: ref.name),
+    "prefix": (None, lambda ref, a, c: "refs/heads/"),
+    "target": ("GitObject", lambda ref, a, c: GitObject(
+        "Commit", ref.repo, ref.repo.heads.get(ref.name, "0" * 40))),
+}
+_GIT_OBJECT: dict[str, tuple[str | None, Resolver]] = {
+    "oid": (None, lambda o, a, c: o.oid),
+    "abbreviatedOid": (None, lambda o, a, c: o.oid[:7]),
+    "id": (None, lambda o, a, c: node_id(o.kind, int(o.oid[:8], 16))),
+}
+SCHEMA["GitObject"] = dict(_GIT_OBJECT)
+SCHEMA["Commit"] = dict(_GIT_OBJECT)
+SCHEMA["Tree"] = dict(_GIT_OBJECT)
+SCHEMA["Blob"] = {
+    **_GIT_OBJECT,
+    "byteSize": (None, lambda o, a, c: len((o.text or "").encode())),
+    "isBinary": (None, lambda o, a, c: "\x00" in (o.text or "")),
+    "text": (None, lambda o, a, c: _blob_text(o, c.st)[0]),
+    "isTruncated": (None, lambda o, a, c: _blob_text(o, c.st)[1]),
+}
+SCHEMA["Organization"] = SCHEMA["User"] = dict(SCHEMA["RepositoryOwner"])
+# Arguments each field requires.
+REQUIRED_ARGS = {("Query", "repository"): ("owner", "name")}
+
+
+def _concrete(type_name: str, value: Any) -> str:
+    if isinstance(value, GitObject):
+        return value.kind
+    if type_name == "RepositoryOwner":
+        return "Organization" if getattr(value, "type", "") == "Organization" else "User"
+    return type_name
+
+
+def _applies(cond: str | None, concrete: str) -> bool:
+    return cond is None or cond == concrete or concrete in POSSIBLE.get(cond, set())
+
+
+# ----------------------------------------------------------------------------- validation
+def _error(message: str, line: int, column: int, path: list[str | int],
+           extensions: dict[str, Any] | None = None) -> dict[str, Any]:
+    err: dict[str, Any] = {"path": path}
+    if extensions:
+        err["extensions"] = extensions
+    err["locations"] = [{"line": line, "column": column}]
+    err["message"] = message
+    return err
+
+
+def validate(doc: Document, op: Operation, variables: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """GitHub-style validation errors (GitHub runs these before executing anything)."""
+    errors: list[dict[str, Any]] = []
+    declared = {v.name: v for v in op.variables}
+    used: set[str] = set()
+    opname = f"{op.kind} {op.name}" if op.name else op.kind
+
+    def walk_value(v: Any) -> None:
+        if isinstance(v, Var):
+            used.add(v.name)
+        elif isinstance(v, list):
+            for x in v:
+                walk_value(x)
+        elif isinstance(v, dict):
+            for x in v.values():
+                walk_value(x)
+
+    def walk(type_name: str, selections: list[Selection], path: list[str | int],
+             seen_fragments: tuple[str, ...]) -> None:
+        for sel in selections:
+            if isinstance(sel, InlineFragment):
+                walk(sel.type_condition or type_name, sel.selections, path, seen_fragments)
+                continue
+            if isinstance(sel, FragmentSpread):
+                frag = doc.fragments.get(sel.name)
+                if frag is None:
+                    errors.append(_error(f"Fragment {sel.name} was used, but not defined",
+                                         sel.line, sel.column, [*path, f"... {sel.name}"]))
+                elif sel.name not in seen_fragments:
+                    walk(frag[0], frag[1], path, (*seen_fragments, sel.name))
+                continue
+            here = [*path, sel.key]
+            for v in sel.args.values():
+                walk_value(v)
+            if sel.name == "__typename":
+                continue
+            spec = SCHEMA.get(type_name, {}).get(sel.name)
+            if spec is None:
+                errors.append(_error(
+                    f"Field '{sel.name}' doesn't exist on type '{type_name}'", sel.line,
+                    sel.column, here, {"code": "undefinedField", "typeName": type_name,
+                                       "fieldName": sel.name}))
+                continue
+            for arg in REQUIRED_ARGS.get((type_name, sel.name), ()):
+                if arg not in sel.args:
+                    errors.append(_error(
+                        f"Field '{sel.name}' is missing required arguments: {arg}", sel.line,
+                        sel.column, here, {"code": "missingRequiredArguments",
+                                           "className": "Field", "name": sel.name,
+                                           "arguments": arg}))
+            result_type = spec[0]
+            if result_type is None and sel.selections is not None:
+                errors.append(_error(
+                    f"Selections can't be made on scalars (field '{sel.name}' returns a "
+                    "scalar)", sel.line, sel.column, here,
+                    {"code": "selectionMismatch", "nodeName": f"field '{sel.name}'"}))
+            elif result_type is not None and sel.selections is None:
+                errors.append(_error(
+                    f"Field must have selections (field '{sel.name}' returns {result_type} "
+                    f"but has no selections. Did you mean '{sel.name} {{ ... }}'?)",
+                    sel.line, sel.column, here,
+                    {"code": "selectionMismatch", "nodeName": f"field '{sel.name}'"}))
+            elif result_type is not None and sel.selections is not None:
+                walk(result_type, sel.selections, here, seen_fragments)
+
+    root = "Query" if op.kind == "query" else op.kind.capitalize()
+    walk(root, op.selections, [opname], ())
+    for name in sorted(used - set(declared)):
+        errors.append(_error(f"Variable ${name} is used by {op.name or 'anonymous query'} but "
+                             "not declared", 1, 1, [opname],
+                             {"code": "variableNotDefined", "variableName": name}))
+    for v in op.variables:
+        if v.type.endswith("!") and variables.get(v.name, v.default) is None:
+            errors.append({"extensions": {"value": None, "problems": [
+                {"path": [], "explanation": "Expected value to not be null"}]},
+                "locations": [{"line": 1, "column": 1}],
+                "message": f"Variable ${v.name} of type {v.type} was provided invalid value"})
+    return errors
+
+
+# ----------------------------------------------------------------------------- execution
+def _arg(value: Any, ctx: Context) -> Any:
+    if isinstance(value, Var):
+        return ctx.variables.get(value.name)
+    if isinstance(value, Enum):
+        return value.name
+    if isinstance(value, list):
+        return [_arg(x, ctx) for x in value]
+    if isinstance(value, dict):
+        return {k: _arg(x, ctx) for k, x in value.items()}
+    return value
+
+
+def _merge(into: dict[str, Any], key: str, value: Any) -> None:
+    if isinstance(into.get(key), dict) and isinstance(value, dict):
+        for k, v in value.items():
+            _merge(into[key], k, v)
+    else:
+        into[key] = value
+
+
+def execute_selections(doc: Document, type_name: str, obj: Any, selections: list[Selection],
+                       path: list[str | int], ctx: Context) -> dict[str, Any]:
+    concrete = _concrete(type_name, obj)
+    out: dict[str, Any] = {}
+    for sel in selections:
+        if isinstance(sel, InlineFragment):
+            if _applies(sel.type_condition, concrete):
+                for k, v in execute_selections(doc, concrete, obj, sel.selections, path,
+                                               ctx).items():
+                    _merge(out, k, v)
+            continue
+        if isinstance(sel, FragmentSpread):
+            cond, sub = doc.fragments[sel.name]
+            if _applies(cond, concrete):
+                for k, v in execute_selections(doc, concrete, obj, sub, path, ctx).items():
+                    _merge(out, k, v)
+            continue
+        here = [*path, sel.key]
+        if sel.name == "__typename":
+            out[sel.key] = concrete
+            continue
+        result_type, resolve = SCHEMA[concrete].get(sel.name) or SCHEMA[type_name][sel.name]
+        args = {k: _arg(v, ctx) for k, v in sel.args.items()}
+        try:
+            value = resolve(obj, args, ctx)
+        except NotFound as exc:
+            ctx.errors.append({"type": "NOT_FOUND", "path": here,
+                               "locations": [{"line": sel.line, "column": sel.column}],
+                               "message": str(exc)})
+            value = None
+        if value is not None and result_type is not None and sel.selections is not None:
+            value = execute_selections(doc, result_type, value, sel.selections, here, ctx)
+        _merge(out, sel.key, value)
+    return out
+
+
+@dataclass
+class Outcome:
+    body: dict[str, Any]
+    cost: int
+    is_mutation: bool = False
+
+
+def run(st: FakeState, query: str, variables: Mapping[str, Any] | None,
+        operation_name: str | None, can_see: Callable[[Repo], bool],
+        rate: Callable[[int], dict[str, Any] | None]) -> Outcome:
+    """Answer one request. `rate(cost)` charges the budget and returns the rateLimit object,
+    or None when the budget cannot cover the cost."""
+    try:
+        doc = parse(query)
+    except GraphQLSyntaxError as exc:
+        return Outcome({"errors": [{"message": f"Parse error on {exc}",
+                                    "locations": [{"line": exc.line, "column": exc.column}]}]},
+                       1)
+    ops = [o for o in doc.operations if operation_name is None or o.name == operation_name]
+    if len(ops) != 1:
+        message = ("An operation name is required" if len(ops) > 1
+                   else f"Operation name {operation_name!r} not found" if operation_name
+                   else "No operations in query document")
+        return Outcome({"errors": [{"message": message}]}, 1)
+    op = ops[0]
+    if op.kind != "query":
+        return Outcome({"errors": [{"message": f"the fake GitHub does not run {op.kind}s"}]},
+                       1, is_mutation=op.kind == "mutation")
+    variables = {**{v.name: v.default for v in op.variables if v.default is not None},
+                 **(variables or {})}
+    errors = validate(doc, op, variables)
+    if errors:
+        return Outcome({"errors": errors}, 1)
+    cost = 1  # no connections in this slice of the schema: GitHub's minimum
+    rate_limit = rate(cost)
+    if rate_limit is None:
+        return Outcome({"errors": [{"type": "RATE_LIMITED", "code": "graphql_rate_limit",
+                                    "message": "API rate limit already exceeded"}]}, 0)
+    ctx = Context(st, can_see, variables, rate_limit)
+    data = execute_selections(doc, "Query", None, op.selections, [], ctx)
+    body: dict[str, Any] = {"data": data}
+    if ctx.errors:
+        body["errors"] = ctx.errors
+    return Outcome(body, cost)
