@@ -38,10 +38,10 @@ async def _serve_web(settings: Settings, redis_url: str, stop: asyncio.Event) ->
     from arq import create_pool
     from arq.connections import RedisSettings
 
-    from app.web.app import create_app
+    from app.web.app import create_app, create_runner
 
     pool = await create_pool(RedisSettings.from_dsn(redis_url))
-    runner = web.AppRunner(create_app(settings, redis=pool, database_url=settings.DATABASE_URL))
+    runner = create_runner(create_app(settings, redis=pool, database_url=settings.DATABASE_URL))
     await runner.setup()
     site = web.TCPSite(runner, settings.HOST, settings.PORT)
     await site.start()

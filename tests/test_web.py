@@ -188,6 +188,26 @@ async def test_form_encoded_delivery_is_decoded(client: Client, queue: ArqRedis)
     assert job.args == ("form-1", "push", None, 5, payload)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"installation": {"id": 3}, "n": 123456789012345678901234567890}',
+        b'{"installation": {"id": 3}, "s": "\\ud800"}',
+        b'{"installation": {"id": 3}, "x": NaN}',
+    ],
+    ids=["huge-int", "lone-surrogate", "nan"],
+)
+async def test_json_the_fast_parser_refuses_is_still_accepted(
+    client: Client, queue: ArqRedis, body: bytes
+) -> None:
+    """orjson is stricter than the json module; a body json accepts is not refused."""
+    async with client() as session:
+        resp = await post(session, body, headers_for(body, "push", "strict-1"))
+        assert resp.status == 202
+    [job] = await jobs(queue)
+    assert job.args == ("strict-1", "push", None, 3, body)
+
+
 async def test_body_of_exactly_25_mb_is_accepted(client: Client, queue: ArqRedis) -> None:
     prefix, suffix = b'{"installation": {"id": 1}, "pad": "', b'"}'
     body = prefix + b"x" * (MAX_BODY_BYTES - len(prefix) - len(suffix)) + suffix
@@ -372,15 +392,15 @@ async def test_redis_down_is_503_with_retry_after(
 
 
 class FlakyArqRedis(ArqRedis):
-    """Fails the first enqueue, as if Redis dropped between SET NX and the job."""
+    """Fails the first dedupe + enqueue script call, as if the connection dropped."""
 
     failures = 1
 
-    async def enqueue_job(self, function: str, *args: Any, **kwargs: Any) -> Any:
+    async def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
         if self.failures:
             self.failures -= 1
             raise ConnectionError("connection reset")
-        return await super().enqueue_job(function, *args, **kwargs)
+        return await super().evalsha(sha, numkeys, *keys_and_args)  # type: ignore[misc]
 
 
 async def test_failed_enqueue_keeps_redelivery_possible(

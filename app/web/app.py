@@ -7,10 +7,12 @@ arq job, and the answer goes back in milliseconds.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.web_log import AccessLogger
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 
@@ -49,6 +51,30 @@ def create_app(
     app.cleanup_ctx.append(_redis_pool)
     app.on_cleanup.append(_release_database)
     return app
+
+
+class WebAccessLogger(AccessLogger):
+    """aiohttp's access log, less the webhook path: each delivery already gets one line
+    from the handler (event, action, installation, outcome, time), and a second, poorer
+    line per delivery would cost the hot path as much again."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        if request.path != WEBHOOK_PATH:
+            super().log(request, response, time)
+
+
+def create_runner(app: web.Application) -> web.AppRunner:
+    """The runner that serves `app` in its own process (see WebAccessLogger)."""
+    app.on_startup.append(_freeze_startup_objects)
+    return web.AppRunner(app, access_log_class=WebAccessLogger)
+
+
+async def _freeze_startup_objects(app: web.Application) -> None:
+    """What is loaded by now (modules, settings, pools) lives as long as the process: keep
+    it out of the cyclic collector's way. Without it, each full collection walks those
+    ~120,000 objects and stalls every request in flight for tens of milliseconds."""
+    gc.collect()
+    gc.freeze()
 
 
 async def _redis_pool(app: web.Application) -> AsyncIterator[None]:

@@ -1,0 +1,103 @@
+"""Full-scan cost and wall time of a generated org on the fake GitHub.
+
+One in-process arq worker, GitHub's secondary limits switched on in the fake (900 REST
+points a minute, 100 concurrent requests, 80 content-creating requests a minute), the
+app's governor at GitHub's defaults, and injected latency per API call. The org's policies
+are the four built-in ones with `log-only`, so the figures are the scan's own (issue filing
+is paced by GitHub's 80-a-minute content limit, whatever the tool).
+
+Prints, for a cold scan, a warm rescan of the unchanged org and a rescan after 1% of the
+repositories changed: wall time, rate-limited requests (REST not 304 + GraphQL points) per
+repository, secondary-limit responses, and the process's peak RSS.
+
+    .venv/bin/python -m bench.scan_scale [--repos 1000] [--latency 0.1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import tempfile
+import time
+
+from sqlalchemy import select
+
+from app.db.models import Scan
+from app.embedded_redis import EmbeddedRedis
+from app.services.scanning import request_full_scan
+from tests.fakegithub import webhooks as hooks
+from tests.fakegithub.server import FakeGitHub
+from tests.stack import running_stack, services_for
+from tests.test_e2e import CONFIG, build_org
+
+LOG_ONLY = CONFIG.replace("action: create-issue", "action: log-only") \
+    .replace("action: create_issue", "action: log-only") \
+    .replace("action: [create-issue]", "action: [log-only]") \
+    .replace("action: [create-issue, log-only]", "action: [log-only]")
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def run(repos: int, latency: float, redis_url: str) -> None:
+    tmp = tempfile.mkdtemp()
+    async with FakeGitHub() as gh:
+        st = gh.state
+        inst, expected = build_org(st, n=repos)
+        st.set_file("acme/.github", "config.yaml", LOG_ONLY)
+        st.rate_limit.limit = st.rate_limit.graphql_limit = 10**7  # primary limit: not measured
+        st.secondary.enabled = True
+        async with running_stack(github_url=gh.url, app_id=gh.app_id,
+                                 private_key=gh.private_key_pem, redis_url=redis_url,
+                                 database_url=f"sqlite+aiosqlite:///{tmp}/scale.db",
+                                 LOG_LEVEL="WARNING") as stack:
+            await stack.redis.flushdb()
+            st.latency = latency
+            n = len(expected)
+            print(f"{n} repositories, {latency * 1000:.0f} ms latency per API call, "
+                  "secondary limits on")
+            for label in ("cold", "warm (unchanged)", "warm again", "warm (1% pushed)"):
+                if label.startswith("warm (1%"):
+                    for i in range(0, repos, 100):
+                        st.set_file(f"acme/svc-{i:02d}", "notes.txt", str(time.time()))
+                rest0, pts0, sec0 = (st.rate_limited_requests, st.graphql_points,
+                                     st.secondary_limit_responses)
+                start = time.perf_counter()
+                if label == "cold":
+                    await stack.deliver("installation", hooks.installation(st, inst))
+                else:
+                    await request_full_scan(services_for(stack), inst.id, "bench")
+                await stack.drain()
+                wall = time.perf_counter() - start
+                async with stack.db() as db:
+                    scan = (await db.scalars(select(Scan).where(Scan.kind == "full")
+                                             .order_by(Scan.id.desc()))).first()
+                assert scan is not None and scan.done == scan.total, "scan incomplete"
+                spent = (st.rate_limited_requests - rest0) + (st.graphql_points - pts0)
+                rest = st.rate_limited_requests - rest0
+                # The issue's floor: REST calls ÷ 900 a minute (no wait below one window).
+                floor = rest / 900 * 60 if rest > 900 else 0.0
+                print(f"  {label:18s} {wall:7.1f} s  {spent / n:6.3f} per repo "
+                      f"({rest} REST, {st.graphql_points - pts0} GraphQL points)  "
+                      f"secondary-limit responses {st.secondary_limit_responses - sec0}  "
+                      f"floor {floor:6.1f} s  peak RSS {rss_mb():.0f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repos", type=int, default=1000)
+    parser.add_argument("--latency", type=float, default=0.1)
+    args = parser.parse_args()
+    url = os.environ.get("REDIS_URL")
+    if url:
+        asyncio.run(run(args.repos, args.latency, url))
+        return
+    with EmbeddedRedis() as server:
+        asyncio.run(run(args.repos, args.latency, server.url))
+
+
+if __name__ == "__main__":
+    main()
