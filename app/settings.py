@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     HOST: str = "0.0.0.0"
     LOG_LEVEL: str = "INFO"
     SCAN_CRON: str = "0 0 * * *"
+    # Overrides of GitHub's rate limits for the governor, "name=value,...", e.g. for GitHub
+    # Enterprise Server whose admins set other secondary limits (app/github/governor.py).
+    GITHUB_RATE_LIMITS: str = ""
     # Webhook-triggered scans wait this long so a burst of events for one repo scans once.
     SCAN_DEBOUNCE_SECONDS: float = Field(default=2.0, ge=0, le=300)
     # Issues and comments carry this name; the App's own login is `<slug>[bot]`.
@@ -66,6 +69,17 @@ class Settings(BaseSettings):
         if url.drivername not in ("postgresql+asyncpg", "sqlite+aiosqlite"):
             raise ValueError("must be postgresql+asyncpg://… or sqlite+aiosqlite:///…")
         return url.render_as_string(hide_password=False)
+
+    @field_validator("GITHUB_RATE_LIMITS")
+    @classmethod
+    def _limits(cls, v: str) -> str:
+        from app.github.governor import parse_limits
+
+        try:
+            parse_limits(v)
+        except ValueError as exc:
+            raise ValueError(str(exc).removeprefix("GITHUB_RATE_LIMITS: ")) from None
+        return v
 
     @field_validator("LOG_LEVEL")
     @classmethod

@@ -54,8 +54,9 @@ async def run(repos: int, latency: float, redis_url: str) -> None:
             await stack.drain()
             wall = time.perf_counter() - start
             again = len(st.requests)
+            paid = sum(1 for _, _, status in st.requests if status != 304)
             print(f"  rescan (nothing changed): {wall:.2f} s wall, {again} API "
-                  f"requests ({again / scanned:.1f} per repository), "
+                  f"requests ({again / scanned:.1f} per repository), {paid} not 304, "
                   f"{st.count_requests('POST')} writes")
 
 

@@ -56,7 +56,8 @@ def test_private_key_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
                                              ("GITHUB_API_URL", "ftp://x"),
                                              ("LOG_LEVEL", "LOUD"),
                                              ("DATABASE_URL", "not a url"),
-                                             ("DATABASE_URL", "mysql://db/x")])
+                                             ("DATABASE_URL", "mysql://db/x"),
+                                             ("GITHUB_RATE_LIMITS", "speed=11")])
 def test_bad_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch, name: str,
                                         value: str) -> None:
     monkeypatch.setenv(name, value)
