@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import tempfile
 import time
 
-from app.embedded_redis import EmbeddedRedis
+from bench.common import with_redis
 from tasks.worker import create_worker
 from tests.fakegithub import webhooks as hooks
 from tests.fakegithub.server import FakeGitHub
@@ -62,12 +61,7 @@ def main() -> None:
     parser.add_argument("--deliveries", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=2.0)
     args = parser.parse_args()
-    url = os.environ.get("REDIS_URL")
-    if url:
-        asyncio.run(run(args.deliveries, args.seconds, url))
-        return
-    with EmbeddedRedis() as server:
-        asyncio.run(run(args.deliveries, args.seconds, server.url))
+    with_redis(lambda url: run(args.deliveries, args.seconds, url))
 
 
 if __name__ == "__main__":

@@ -9,11 +9,10 @@ server with injected latency per API call. Prints wall time and API calls per re
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import tempfile
 import time
 
+from bench.common import with_redis
 from tests.fakegithub import webhooks as hooks
 from tests.fakegithub.server import FakeGitHub
 from tests.stack import running_stack
@@ -65,14 +64,7 @@ def main() -> None:
     parser.add_argument("--repos", type=int, default=30)
     parser.add_argument("--latency", type=float, default=0.1)
     args = parser.parse_args()
-    from app.embedded_redis import EmbeddedRedis
-
-    url = os.environ.get("REDIS_URL")
-    if url:
-        asyncio.run(run(args.repos, args.latency, url))
-        return
-    with EmbeddedRedis() as server:
-        asyncio.run(run(args.repos, args.latency, server.url))
+    with_redis(lambda url: run(args.repos, args.latency, url))
 
 
 if __name__ == "__main__":

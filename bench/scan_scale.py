@@ -16,8 +16,6 @@ repository, secondary-limit responses, and the process's peak RSS.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import resource
 import tempfile
 import time
@@ -25,8 +23,8 @@ import time
 from sqlalchemy import select
 
 from app.db.models import Scan
-from app.embedded_redis import EmbeddedRedis
 from app.services.scanning import request_full_scan
+from bench.common import with_redis
 from tests.fakegithub import webhooks as hooks
 from tests.fakegithub.server import FakeGitHub
 from tests.stack import running_stack, services_for
@@ -94,12 +92,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--cold-only", action="store_true", help="skip the rescans")
     args = parser.parse_args()
-    url = os.environ.get("REDIS_URL")
-    if url:
-        asyncio.run(run(args.repos, args.latency, url, args.cold_only))
-        return
-    with EmbeddedRedis() as server:
-        asyncio.run(run(args.repos, args.latency, server.url, args.cold_only))
+    with_redis(lambda url: run(args.repos, args.latency, url, args.cold_only))
 
 
 if __name__ == "__main__":
