@@ -107,7 +107,9 @@ class Limits:
     # exceed the HTTP client's total timeout.
     lease_seconds: float = 120.0
     # Longer waits are not slept in-process: `RateLimited` is raised (the job is deferred).
-    max_inline_wait: float = 60.0
+    # Above two per-minute windows: waiting out a full window in-process is cheap, while a
+    # deferred batch loses the requests it already made in this window.
+    max_inline_wait: float = 150.0
     # Poll interval while waiting on requests of other processes to finish.
     poll_seconds: float = 0.05
     # Added to GitHub's x-ratelimit-reset, for clock skew.
