@@ -37,7 +37,16 @@ LOG_ONLY = CONFIG.replace("action: create-issue", "action: log-only") \
 
 
 def rss_mb() -> float:
+    """Peak resident set size of this process so far."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 async def run(repos: int, latency: float, redis_url: str, cold_only: bool = False) -> None:
@@ -55,6 +64,9 @@ async def run(repos: int, latency: float, redis_url: str, cold_only: bool = Fals
             await stack.redis.flushdb()
             st.latency = latency
             n = len(expected)
+            # The fake GitHub shares this process; what it holds is not the worker's.
+            print(f"RSS with the fake org built and the app started, before scanning: "
+                  f"{current_rss_mb():.0f} MB")
             print(f"{n} repositories, {latency * 1000:.0f} ms latency per API call, "
                   "secondary limits on")
             labels = ("cold",) if cold_only else (
