@@ -88,11 +88,15 @@ async def run(repos: int, latency: float, redis_url: str, cold_only: bool = Fals
                     scan = (await db.scalars(select(Scan).where(Scan.kind == "full")
                                              .order_by(Scan.id.desc()))).first()
                 assert scan is not None and scan.done == scan.total, "scan incomplete"
+                assert scan.finished_at is not None
+                # The scan itself, without the action jobs (log-only here) that follow it.
+                scan_s = (scan.finished_at - scan.started_at).total_seconds()
                 spent = (st.rate_limited_requests - rest0) + (st.graphql_points - pts0)
                 rest = st.rate_limited_requests - rest0
                 # The floor: REST calls ÷ 900 a minute (no wait below one window).
                 floor = rest / 900 * 60 if rest > 900 else 0.0
-                print(f"  {label:18s} {wall:7.1f} s  {spent / n:6.3f} per repo "
+                print(f"  {label:18s} scan {scan_s:6.1f} s (all jobs {wall:6.1f} s)  "
+                      f"{spent / n:6.3f} per repo "
                       f"({rest} REST, {st.graphql_points - pts0} GraphQL points)  "
                       f"secondary-limit responses {st.secondary_limit_responses - sec0}  "
                       f"floor {floor:6.1f} s  peak RSS {rss_mb():.0f} MB")
