@@ -11,6 +11,7 @@ from arq import Retry
 from sqlalchemy import select
 
 from app.db.models import Repository, Scan
+from app.github.client import graphql_endpoint
 from app.github.errors import RateLimited
 from app.policies import Needs
 from app.services import scanning
@@ -20,7 +21,6 @@ from app.services.snapshot import (
     SnapshotError,
     build_query,
     fetch_snapshots,
-    graphql_endpoint,
     version_of,
 )
 from app.services.store import ensure_installation

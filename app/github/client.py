@@ -42,6 +42,17 @@ MAX_LIMIT_ATTEMPTS = 20
 DEFAULT_SECONDARY_WAIT = 60.0
 
 
+def graphql_endpoint(api_url: str) -> str:
+    """GitHub's GraphQL endpoint for a REST API root (GHES: /api/v3 → /api/graphql).
+
+    gidgethub's graphql() does not derive it from `base_url`, so every call needs it.
+    """
+    api = api_url.rstrip("/")
+    if api.endswith("/api/v3"):
+        return api.removesuffix("/v3") + "/graphql"
+    return f"{api}/graphql"
+
+
 def retry_safe(method: str, url: str) -> bool:
     """Whether repeating a request that may have reached GitHub cannot duplicate anything.
 
@@ -175,7 +186,7 @@ class RateLimitedAPI(gidgethub.aiohttp.GitHubAPI):
                       **variables: Any) -> Any:
         """gidgethub's graphql, against this client's API URL, with the REST retries:
         limits waited out, 5xx of queries retried, the token refreshed on 401."""
-        url = endpoint or f"{self.base_url.rstrip('/')}/graphql"
+        url = endpoint or graphql_endpoint(self.base_url)
         mutation = query.lstrip().startswith("mutation")
         attempt = 0
         while True:

@@ -366,8 +366,7 @@ async def _record_batch(svc: Services, installation_id: int, scan_id: int, cfg: 
         for rid, reason in failed.items():
             row = rows.get(rid)
             if row is not None:
-                row.last_scanned_at, row.last_scan_status = now, "errored"
-                row.last_scan_error = reason[:2000]
+                _set_errored(row, reason, now)
         await db.flush()
         await _mark(db, ids, scan_id)
         await count_scan(db, scan_id, done=len(fetched), opened=opened, resolved=resolved)
@@ -455,9 +454,13 @@ async def _record(svc: Services, installation_id: int, got: Fetched, cfg: OrgCon
         return [v.id for v in stored.values() if _needs_reconcile(v, by_name.get(v.policy))]
 
 
+def _set_errored(repo: Repository, reason: str, now: datetime) -> None:
+    repo.last_scanned_at, repo.last_scan_status = now, "errored"
+    repo.last_scan_error = reason[:2000]
+
+
 async def record_repo_error(svc: Services, repo_id: int, reason: str) -> None:
     async with svc.db() as db, db.begin():
         repo = await db.get(Repository, repo_id)
         if repo is not None:
-            repo.last_scanned_at, repo.last_scan_status = utcnow(), "errored"
-            repo.last_scan_error = reason[:2000]
+            _set_errored(repo, reason, utcnow())

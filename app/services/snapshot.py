@@ -78,14 +78,6 @@ class SnapshotError:
 SnapshotOrError = Fetched | SnapshotError
 
 
-def graphql_endpoint(api_url: str) -> str:
-    """GitHub's GraphQL endpoint for a REST API root (GHES: /api/v3 → /api/graphql)."""
-    api = api_url.rstrip("/")
-    if api.endswith("/api/v3"):
-        return api.removesuffix("/v3") + "/graphql"
-    return f"{api}/graphql"
-
-
 def version_of(pushed_at: Any, updated_at: Any) -> str | None:
     """A repository's version for change detection: its pushed and updated times."""
     def norm(value: Any) -> str:
@@ -157,12 +149,12 @@ def _rate_limited(body: Mapping[str, Any]) -> bool:
 async def graphql(gh: GitHubAPI, query: str, variables: Mapping[str, Any]) -> dict[str, Any]:
     """Run a query; returns the whole body: `data`, and `errors` when some fields failed.
 
-    gidgethub's `graphql()` ignores `base_url`, so the endpoint is passed explicitly; it
-    raises QueryError when the body has errors, which for a batch are usually per
-    repository (NOT_FOUND) next to good data, so that body is returned, not raised.
+    The client's graphql() raises QueryError when the body has errors, which for a batch
+    are usually per repository (NOT_FOUND) next to good data, so that body is returned,
+    not raised.
     """
     try:
-        data = await gh.graphql(query, endpoint=graphql_endpoint(gh.base_url), **variables)
+        data = await gh.graphql(query, **variables)
     except gidgethub.QueryError as exc:
         body: dict[str, Any] = exc.response if isinstance(exc.response, dict) else {}
         if _rate_limited(body):
@@ -368,10 +360,3 @@ async def fetch_one(gh: GitHubAPI, repo_id: int, full_name: str, needs: Needs) -
             raise RateLimited(got.retry_at, got.reason)
         raise SnapshotFailed(got.reason, not_found=got.not_found)
     return got
-
-
-async def fetch_snapshot(gh: GitHubAPI, full_name: str, needs: Needs,
-                         repo_id: int = 0) -> tuple[RepoSnapshot, dict[str, Any]]:
-    """One repository's snapshot and its REST-shaped metadata (the pre-batch API)."""
-    got = await fetch_one(gh, repo_id, full_name, needs)
-    return got.snapshot, got.meta

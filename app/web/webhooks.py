@@ -30,6 +30,7 @@ import orjson
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from app.services.webhooks import HANDLERS
 from app.web.enqueue import DUPLICATE, QUEUED
 from app.web.state import STATE, WebState
 
@@ -39,9 +40,8 @@ WEBHOOK_PATH = "/api/github/webhooks"
 # GitHub caps webhook payloads at 25 MB; anything bigger cannot come from GitHub.
 MAX_BODY_BYTES = 25 * 1024 * 1024
 JOB_FUNCTION = "handle_webhook"
-HANDLED_EVENTS = frozenset(
-    {"installation", "installation_repositories", "repository", "push", "issue_comment"}
-)
+# Events whose body the job needs; for the others only the delivery is recorded.
+HANDLED_EVENTS = frozenset(HANDLERS)
 DEDUPE_KEY_PREFIX = "pe:delivery:"
 DEDUPE_TTL_SECONDS = 7 * 24 * 3600
 RETRY_AFTER_SECONDS = 60
