@@ -10,7 +10,7 @@ Prints, for a cold scan, a warm rescan of the unchanged org and a rescan after 1
 repositories changed: wall time, rate-limited requests (REST not 304 + GraphQL points) per
 repository, secondary-limit responses, and the process's peak RSS.
 
-    .venv/bin/python -m bench.scan_scale [--repos 1000] [--latency 0.1]
+    .venv/bin/python -m bench.scan_scale [--repos 1000] [--latency 0.1] [--org-default read]
 """
 
 from __future__ import annotations
@@ -49,12 +49,14 @@ def current_rss_mb() -> float:
     return 0.0
 
 
-async def run(repos: int, latency: float, redis_url: str, cold_only: bool = False) -> None:
+async def run(repos: int, latency: float, redis_url: str, cold_only: bool = False,
+              org_default: str = "write") -> None:
     tmp = tempfile.mkdtemp()
     async with FakeGitHub() as gh:
         st = gh.state
         inst, expected = build_org(st, n=repos)
         st.set_file("acme/.github", "config.yaml", LOG_ONLY)
+        st.set_org_workflow_permissions("acme", org_default)
         st.rate_limit.limit = st.rate_limit.graphql_limit = 10**7  # primary limit: not measured
         st.secondary.enabled = True
         async with running_stack(github_url=gh.url, app_id=gh.app_id,
@@ -68,7 +70,8 @@ async def run(repos: int, latency: float, redis_url: str, cold_only: bool = Fals
             print(f"RSS with the fake org built and the app started, before scanning: "
                   f"{current_rss_mb():.0f} MB")
             print(f"{n} repositories, {latency * 1000:.0f} ms latency per API call, "
-                  "secondary limits on")
+                  f"secondary limits on, organization's default workflow permissions "
+                  f"{org_default!r}")
             labels = ("cold",) if cold_only else (
                 "cold", "warm (unchanged)", "warm again", "warm (1% pushed)")
             for label in labels:
@@ -107,8 +110,12 @@ def main() -> None:
     parser.add_argument("--repos", type=int, default=1000)
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--cold-only", action="store_true", help="skip the rescans")
+    parser.add_argument("--org-default", choices=("write", "read"), default="write",
+                        help="the organization's default workflow permissions; with 'read' "
+                             "no repository's own setting needs reading")
     args = parser.parse_args()
-    with_redis(lambda url: run(args.repos, args.latency, url, args.cold_only))
+    with_redis(lambda url: run(args.repos, args.latency, url, args.cold_only,
+                               args.org_default))
 
 
 if __name__ == "__main__":

@@ -142,7 +142,8 @@ async def test_two_webs_three_workers_split_the_work(
 
     # Every repository's settings were read exactly once: nothing was scanned twice.
     reads = Counter(path for method, path, _ in st.requests
-                    if method == "GET" and path.endswith("/actions/permissions/workflow"))
+                    if method == "GET" and path.startswith("/repos/")
+                     and path.endswith("/actions/permissions/workflow"))
     assert set(reads.values()) == {1}
     assert len(reads) == len(expected)
     posts = sum(1 for method, path, status in st.requests

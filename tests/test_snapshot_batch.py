@@ -222,6 +222,44 @@ async def test_unchanged_repositories_are_not_read_again(stack: Stack,
         assert row.snapshot_cache["workflow_permissions"] == "write"
 
 
+async def test_org_read_default_spares_every_repository_read(stack: Stack,
+                                                            fake_github: FakeGitHub) -> None:
+    st = fake_github.state
+    inst, expected = build_org(st, n=12)
+    st.set_org_workflow_permissions("acme", "read")
+    await install(stack, st, inst)
+
+    def repo_reads() -> int:
+        return sum(1 for method, path, _ in st.requests if method == "GET"
+                   and path.startswith("/repos/") and "/actions/permissions" in path)
+
+    # GitHub applies the organization's "read" to every repository, whatever its own.
+    assert repo_reads() == 0
+    assert st.count_requests("GET", "/orgs/acme/actions/permissions/workflow") == 1
+    assert_issues(st, {name: fails - {"Read-only workflow token"}
+                       for name, fails in expected.items()})
+
+    # The organization opens up: the repositories' own settings count again.
+    st.set_org_workflow_permissions("acme", "write")
+    await scanning.request_full_scan(services_for(stack), inst.id, "user")
+    await stack.drain()
+    assert repo_reads() == 13
+    assert_issues(st, expected)
+
+
+async def test_without_the_org_permission_each_repository_is_read(
+        stack: Stack, fake_github: FakeGitHub) -> None:
+    st = fake_github.state
+    inst, expected = build_org(st, n=12)
+    del inst.permissions["organization_administration"]
+    await install(stack, st, inst)
+    assert [status for method, path, status in st.requests
+            if path == "/orgs/acme/actions/permissions/workflow"] == [403]
+    assert st.count_requests("GET", "/repos/acme/svc-01/actions/permissions/workflow") == 1
+    assert_issues(st, expected)
+    assert (await full_scan(stack)).errored == 0
+
+
 async def test_batch_job_run_twice_changes_nothing(stack: Stack,
                                                   fake_github: FakeGitHub) -> None:
     st = fake_github.state

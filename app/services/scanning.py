@@ -172,6 +172,10 @@ def _needs(cfg: OrgConfig) -> Needs:
     return needs
 
 
+def _org(inst: Installation) -> str | None:
+    return inst.account_login if inst.account_type == "Organization" else None
+
+
 def _evaluate(cfg: OrgConfig, snapshot: RepoSnapshot) -> dict[str, Result]:
     return {pc.name: REGISTRY[pc.type].evaluate(snapshot) for pc in cfg.policies}
 
@@ -197,7 +201,7 @@ async def scan_repository(svc: Services, installation_id: int, repo_id: int) -> 
         return RepoScanResult("not-configured", repo.full_name,
                               reason=f"config is {inst.config_status}; nothing is enforced")
     gh = svc.github.installation(installation_id)
-    got = await fetch_one(gh, repo.id, repo.full_name, _needs(cfg))
+    got = await fetch_one(gh, repo.id, repo.full_name, _needs(cfg), org=_org(inst))
     snapshot = got.snapshot
     if snapshot.archived or snapshot.fork:
         async with svc.db() as db, db.begin():
@@ -273,6 +277,7 @@ async def scan_batch(svc: Services, installation_id: int, scan_id: int,
         rows = list(await db.scalars(select(Repository).where(Repository.id.in_(repo_ids))
                                      .order_by(Repository.full_name)))
         cfg = config_for(inst) if inst is not None and inst.active else None
+        org = _org(inst) if inst is not None else None
     pending = [r for r in rows if r.last_full_scan_id != scan_id]
     skipped = [r for r in pending if cfg is None or not r.present or r.archived or r.fork
                or r.installation_id != installation_id]
@@ -301,7 +306,7 @@ async def scan_batch(svc: Services, installation_id: int, scan_id: int,
         gh = svc.github.installation(installation_id)
         try:
             got = await fetch_snapshots(gh, [(r.id, r.full_name) for r in mine], needs,
-                                        reuse=reuse)
+                                        reuse=reuse, org=org)
         except RateLimited as exc:
             out.waiting, out.retry_at = [r.id for r in mine], exc.until
             return out

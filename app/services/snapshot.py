@@ -3,7 +3,8 @@
 One GraphQL query answers repository metadata and every needed root file for up to 100
 repositories (`rN: repository(...)` aliases, files as `object(expression: "HEAD:path")`);
 it costs one point of the GraphQL budget. REST is used only where GraphQL has no field
-(the default workflow permissions) and for blobs GraphQL truncates (over ~512 KB).
+(the default workflow permissions: one read for the organization, and one per repository
+unless the organization's default is "read") and for blobs GraphQL truncates (over ~512 KB).
 
 Decisions:
 - A repository GraphQL cannot resolve (NOT_FOUND), or whose REST extras fail, comes back as
@@ -127,6 +128,20 @@ async def fetch_workflow_permissions(gh: GitHubAPI, full_name: str) -> str | Non
             return None
         raise
     return str(data.get("default_workflow_permissions"))
+
+
+async def fetch_org_workflow_permissions(gh: GitHubAPI, org: str) -> str | None:
+    """The organization's default workflow permissions, or None when they cannot be read:
+    the App was not granted "Organization administration: read" (403), or `org` is not an
+    organization (404). Any failure only means falling back to per-repository reads."""
+    try:
+        data = await gh.getitem(f"/orgs/{quote(org)}/actions/permissions/workflow")
+    except gidgethub.HTTPException as exc:
+        log.debug("organization %s: default workflow permissions unreadable (%s)",
+                  org, exc.status_code)
+        return None
+    value = data.get("default_workflow_permissions") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
 
 
 async def fetch_workflow_permissions_probing(gh: GitHubAPI, full_name: str) -> str | None:
@@ -286,9 +301,10 @@ async def _graphql_batch(gh: GitHubAPI, repos: Sequence[tuple[int, str]], paths:
 
 # ----------------------------------------------------------------------------- batches
 async def _complete(gh: GitHubAPI, part: _Partial, needs: Needs, fresh: bool,
-                    limit: asyncio.Semaphore) -> SnapshotOrError:
+                    limit: asyncio.Semaphore, org_restricted: bool) -> SnapshotOrError:
     """Add what only REST has; archived repositories and forks are not scanned, so they
-    get nothing more."""
+    get nothing more. `org_restricted`: the organization's default workflow permissions
+    are "read", which GitHub applies to every repository in it, so none is asked."""
     snap = part.snapshot
     if snap.archived or snap.fork:
         return Fetched(snap, part.meta, fresh)
@@ -298,7 +314,8 @@ async def _complete(gh: GitHubAPI, part: _Partial, needs: Needs, fresh: bool,
             return await fn(gh, snap.full_name, *args)
 
     jobs = [call(fetch_file, path, snap.default_branch) for path in part.truncated]
-    if needs.workflow_permissions:
+    per_repo = needs.workflow_permissions and not org_restricted
+    if per_repo:
         jobs.append(call(fetch_workflow_permissions_probing if part.actions_enabled is False
                          else fetch_workflow_permissions))
     results = await asyncio.gather(*jobs, return_exceptions=True)
@@ -316,12 +333,12 @@ async def _complete(gh: GitHubAPI, part: _Partial, needs: Needs, fresh: bool,
     files = dict(snap.files)
     for path, text in zip(part.truncated, values, strict=False):
         files[path] = text
-    perms = values[-1] if needs.workflow_permissions else None
+    perms = values[-1] if per_repo else "read" if needs.workflow_permissions else None
     return Fetched(replace(snap, files=files, workflow_permissions=perms), part.meta, fresh)
 
 
 async def fetch_snapshots(gh: GitHubAPI, repos: Sequence[tuple[int, str]], needs: Needs, *,
-                          reuse: Mapping[int, Fetched] | None = None
+                          reuse: Mapping[int, Fetched] | None = None, org: str | None = None
                           ) -> dict[int, SnapshotOrError]:
     """Snapshots of `repos` ((id, full name) pairs), keyed by the id given.
 
@@ -330,6 +347,10 @@ async def fetch_snapshots(gh: GitHubAPI, repos: Sequence[tuple[int, str]], needs
     Then, concurrently and bounded: REST for what GraphQL has no field for. A rate-limit
     wait longer than the client sleeps through raises `RateLimited` when it hits the
     GraphQL query, or marks the repository with `retry_at` when it hits its REST calls.
+
+    `org`: the organization the repositories belong to. Its default workflow permissions
+    are read once per call (a free 304 while unchanged); when they are "read", no
+    repository's own setting is read, since GitHub applies the restricted default to all.
     """
     reuse = reuse or {}
     paths = sorted(needs.files)
@@ -342,19 +363,25 @@ async def fetch_snapshots(gh: GitHubAPI, repos: Sequence[tuple[int, str]], needs
     for start in range(0, len(todo), GRAPHQL_BATCH):
         parts.extend(await _graphql_batch(gh, todo[start:start + GRAPHQL_BATCH], paths))
     limit = asyncio.Semaphore(REST_CONCURRENCY)
+    restricted = False
+    if org and needs.workflow_permissions and any(
+            isinstance(p, _Partial) and not (p.snapshot.archived or p.snapshot.fork)
+            for p in parts):
+        restricted = await fetch_org_workflow_permissions(gh, org) == "read"
 
     async def finish(part: _Partial | SnapshotError) -> SnapshotOrError:
         if isinstance(part, SnapshotError):
             return part
-        return await _complete(gh, part, needs, part.repo_id not in reuse, limit)
+        return await _complete(gh, part, needs, part.repo_id not in reuse, limit, restricted)
 
     done = await asyncio.gather(*(finish(p) for p in parts))
     return {(p.repo_id): d for p, d in zip(parts, done, strict=True)}
 
 
-async def fetch_one(gh: GitHubAPI, repo_id: int, full_name: str, needs: Needs) -> Fetched:
+async def fetch_one(gh: GitHubAPI, repo_id: int, full_name: str, needs: Needs, *,
+                    org: str | None = None) -> Fetched:
     """One repository through the batch path; raises `SnapshotFailed` or `RateLimited`."""
-    (got,) = (await fetch_snapshots(gh, [(repo_id, full_name)], needs)).values()
+    (got,) = (await fetch_snapshots(gh, [(repo_id, full_name)], needs, org=org)).values()
     if isinstance(got, SnapshotError):
         if got.retry_at is not None:
             raise RateLimited(got.retry_at, got.reason)

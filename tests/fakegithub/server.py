@@ -804,10 +804,33 @@ async def get_workflow_permissions(request: web.Request) -> web.Response:
     repo = get_repo(request)
     if repo.workflow_permissions is None:
         raise not_found()  # Actions disabled
+    # An organization's restricted default applies to all of its repositories.
+    owner = repo.owner
+    org_read = owner.type == "Organization" and owner.default_workflow_permissions == "read"
     return json_response(
         {
-            "default_workflow_permissions": repo.workflow_permissions,
+            "default_workflow_permissions": "read" if org_read else repo.workflow_permissions,
             "can_approve_pull_request_reviews": repo.can_approve_pull_request_reviews,
+        }
+    )
+
+
+@route(
+    "GET",
+    "/orgs/{org}/actions/permissions/workflow",
+    doc="https://docs.github.com/rest/actions/permissions#get-default-workflow-permissions-for-an-organization",
+)
+async def get_org_workflow_permissions(request: web.Request) -> web.Response:
+    inst = caller_of(request).installation
+    if inst is None or inst.account.type != "Organization" \
+            or inst.account.login.lower() != request.match_info["org"].lower():
+        raise not_found()
+    if inst.permissions.get("organization_administration") not in ("read", "write"):
+        raise GitHubError(403, "Resource not accessible by integration")
+    return json_response(
+        {
+            "default_workflow_permissions": inst.account.default_workflow_permissions,
+            "can_approve_pull_request_reviews": inst.account.can_approve_pull_request_reviews,
         }
     )
 

@@ -36,6 +36,7 @@ DEFAULT_INSTALLATION_PERMISSIONS: dict[str, str] = {
     "contents": "read",
     "issues": "write",
     "metadata": "read",
+    "organization_administration": "read",
 }
 DEFAULT_INSTALLATION_EVENTS = ["issue_comment", "push", "repository"]
 # Label colour GitHub gives labels created implicitly (e.g. by creating an issue with them).
@@ -69,6 +70,10 @@ class User:
     id: int
     type: str = "User"  # "User" | "Organization" | "Bot"
     site_admin: bool = False
+    # Organizations only: the default GITHUB_TOKEN permissions for every repository. Older
+    # organizations default to "write"; "read" there makes every repository "read".
+    default_workflow_permissions: str = "write"
+    can_approve_pull_request_reviews: bool = False
 
 
 @dataclass(eq=False)
@@ -640,6 +645,14 @@ class FakeState:
         repo = self.repo(full_name)
         repo.workflow_permissions = permission
         return repo
+
+    def set_org_workflow_permissions(self, login: str, permission: str) -> User:
+        """The organization's default GITHUB_TOKEN permissions: "read" or "write"."""
+        if permission not in ("read", "write"):
+            raise ValueError(permission)
+        org = self.user(login, "Organization")
+        org.default_workflow_permissions = permission
+        return org
 
     def set_permission(self, full_name: str, username: str, permission: str) -> None:
         """A user's role: admin, maintain, write, triage, read or none."""
