@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from arq import Retry
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.db.models import Repository, Scan
 from app.github.client import graphql_endpoint
@@ -150,10 +150,16 @@ async def test_truncated_blob_falls_back_to_rest(stack: Stack, fake_github: Fake
 
 
 # ----------------------------------------------------------------------------- full scans
-async def test_250_repositories_in_three_queries(stack: Stack, fake_github: FakeGitHub) -> None:
+async def test_250_repositories_in_three_queries(stack: Stack, fake_github: FakeGitHub,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     st = fake_github.state
     inst, expected = build_org(st, n=250)
+    monkeypatch.setattr(scanning, "SYNC_CHUNK", 60)  # the listing is stored in 5 chunks
     await install(stack, st, inst)
+    async with stack.db() as db:
+        assert await db.scalar(select(func.count()).select_from(Repository)) == 253
+        archived = await db.get(Repository, st.repo("acme/old").id)
+        assert archived is not None and archived.archived and archived.listed_version
     # 251 scannable repositories (with .github): batches of 100, 100 and 51.
     assert st.graphql_requests == 3 and st.graphql_points == 3
     assert st.count_requests("GET", "/repos/acme/svc-00/contents") == 0  # files came by GraphQL

@@ -9,13 +9,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app.db.migrate import NotMigrated, current_revision, head_revision, require_migrated, upgrade
-from app.db.models import Scan, Violation, WebhookDelivery
+from app.db.models import Repository, Scan, Violation, WebhookDelivery
 from app.db.session import dispose_all, sessionmaker
 from app.services.store import (
     bump_scan,
     ensure_installation,
     mark_removed,
-    scannable_repositories,
+    scannable_repository_ids,
     upsert_repository,
 )
 from tests.dbutil import fresh_database
@@ -51,9 +51,10 @@ async def test_repositories_and_scans(db_url: str) -> None:
         await upsert_repository(db, 7, {"id": 103, "full_name": "acme/gone"})
         await mark_removed(db, [103])
     async with maker() as db:
-        repos = await scannable_repositories(db, 7)
-        assert [r.full_name for r in repos] == ["acme/r0"]
-        assert repos[0].visibility == "private" and repos[0].default_branch == "trunk"
+        assert await scannable_repository_ids(db, 7) == [100]
+        repo = await db.get(Repository, 100)
+        assert repo is not None
+        assert repo.visibility == "private" and repo.default_branch == "trunk"
     async with maker() as db, db.begin():
         scan = Scan(installation_id=7, kind="full", trigger="cron", total=2)
         db.add(scan)

@@ -37,7 +37,7 @@ from app.services.store import (
     count_scan,
     ensure_installation,
     mark_removed,
-    scannable_repositories,
+    scannable_repository_ids,
     upsert_repository,
 )
 
@@ -47,6 +47,11 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 100
 # Largest set of file texts kept to re-evaluate an unchanged repository without reading it.
 SNAPSHOT_CACHE_MAX = 64 * 1024
+# Listed repositories written per transaction, and the listing fields kept to write them
+# (what upsert_repository reads, and the version).
+SYNC_CHUNK = 500
+LISTED_FIELDS = ("id", "full_name", "archived", "fork", "visibility", "private",
+                 "default_branch", "pushed_at", "updated_at")
 
 
 def scan_key(installation_id: int, repo_id: int) -> str:
@@ -87,20 +92,44 @@ def batch_job_id(scan_id: int, index: int) -> str:
 
 
 async def sync_repositories(svc: Services, installation_id: int) -> int:
-    """Mirror the installation's repository list; returns how many it has."""
+    """Mirror the installation's repository list; returns how many it has.
+
+    Memory stays flat whatever the org's size: of each listed repository only the fields
+    stored are kept (a listing entry is ~5 KB of JSON), and they are written SYNC_CHUNK at
+    a time, each chunk in its own session. Repositories are marked removed only once the
+    whole listing has been read."""
     gh = svc.github.installation(installation_id)
-    seen: dict[int, dict[str, Any]] = {}
+    seen: set[int] = set()
+    chunk: list[dict[str, Any]] = []
     async for repo in gh.getiter("/installation/repositories?per_page=100",
                                  iterable_key="repositories"):
-        seen[int(repo["id"])] = repo
+        rid = int(repo["id"])
+        if rid not in seen:  # a repository created mid-listing can shift into two pages
+            seen.add(rid)
+            chunk.append({key: repo[key] for key in LISTED_FIELDS if key in repo})
+        if len(chunk) >= SYNC_CHUNK:
+            await _store_listed(svc, installation_id, chunk)
+            chunk = []
+    await _store_listed(svc, installation_id, chunk)
     async with svc.db() as db, db.begin():
-        for data in seen.values():
-            row = await upsert_repository(db, installation_id, data)
-            row.listed_version = version_of(data.get("pushed_at"), data.get("updated_at"))
         stored = await db.scalars(select(Repository.id).where(
             Repository.installation_id == installation_id, Repository.present.is_(True)))
         await mark_removed(db, [rid for rid in stored if rid not in seen])
     return len(seen)
+
+
+async def _store_listed(svc: Services, installation_id: int,
+                        listed: Sequence[dict[str, Any]]) -> None:
+    if not listed:
+        return
+    async with svc.db() as db, db.begin():
+        # One query puts the chunk's rows in the session, where upsert_repository finds them.
+        rows = list(await db.scalars(select(Repository).where(
+            Repository.id.in_([int(data["id"]) for data in listed]))))
+        for data in listed:
+            row = await upsert_repository(db, installation_id, data)
+            row.listed_version = version_of(data.get("pushed_at"), data.get("updated_at"))
+        del rows
 
 
 async def scan_installation(svc: Services, installation_id: int, trigger: str,
@@ -118,21 +147,20 @@ async def scan_installation(svc: Services, installation_id: int, trigger: str,
             await refresh_config(svc.github.installation(installation_id), inst)
     await sync_repositories(svc, installation_id)
     async with svc.db() as db, db.begin():
-        targets = await scannable_repositories(db, installation_id)
+        ids = await scannable_repository_ids(db, installation_id)
         scan = await db.get(Scan, scan_id) if scan_id is not None else None
         if scan is not None and scan.status != "running":
             return scan.id  # that try got as far as the end already
         if scan is None or scan.installation_id != installation_id:
             scan = Scan(installation_id=installation_id, kind="full", trigger=trigger)
             db.add(scan)
-        scan.total = len(targets)
-        if not targets:
+        scan.total = len(ids)
+        if not ids:
             scan.status, scan.finished_at = "ok", utcnow()
         await db.flush()
         scan_id = scan.id
     if on_created is not None:
         await on_created(scan_id)
-    ids = [repo.id for repo in targets]
     # Fixed job ids: a re-run of this job queues nothing twice, and a batch that ran already
     # and runs again finds its repositories accounted for.
     for index, start in enumerate(range(0, len(ids), BATCH_SIZE)):

@@ -64,9 +64,9 @@ async def mark_removed(db: AsyncSession, repo_ids: Iterable[int]) -> None:
         await db.execute(update(Repository).where(Repository.id.in_(ids)).values(present=False))
 
 
-async def scannable_repositories(db: AsyncSession, installation_id: int) -> list[Repository]:
+async def scannable_repository_ids(db: AsyncSession, installation_id: int) -> list[int]:
     rows = await db.scalars(
-        select(Repository).where(
+        select(Repository.id).where(
             Repository.installation_id == installation_id,
             Repository.present.is_(True),
             Repository.archived.is_(False),
