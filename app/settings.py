@@ -16,6 +16,26 @@ class SettingsError(Exception):
     """A setting is missing or malformed; the message names the variable."""
 
 
+def async_database_url(value: str) -> str:
+    """`value` with the async driver we ship; ValueError for anything else."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ValueError("is not a database URL (e.g. postgresql+asyncpg://user@host/db)"
+                         ) from None
+    # The common forms without a driver get the async driver we ship.
+    if url.drivername in ("postgres", "postgresql"):
+        url = url.set(drivername="postgresql+asyncpg")
+    elif url.drivername == "sqlite":
+        url = url.set(drivername="sqlite+aiosqlite")
+    if url.drivername not in ("postgresql+asyncpg", "sqlite+aiosqlite"):
+        raise ValueError("must be postgresql+asyncpg://… or sqlite+aiosqlite:///…")
+    return url.render_as_string(hide_password=False)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True
@@ -53,22 +73,7 @@ class Settings(BaseSettings):
     @field_validator("DATABASE_URL")
     @classmethod
     def _database_url(cls, v: str) -> str:
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
-
-        try:
-            url = make_url(v)
-        except ArgumentError:
-            raise ValueError("is not a database URL (e.g. postgresql+asyncpg://user@host/db)"
-                             ) from None
-        # The common forms without a driver get the async driver we ship.
-        if url.drivername in ("postgres", "postgresql"):
-            url = url.set(drivername="postgresql+asyncpg")
-        elif url.drivername == "sqlite":
-            url = url.set(drivername="sqlite+aiosqlite")
-        if url.drivername not in ("postgresql+asyncpg", "sqlite+aiosqlite"):
-            raise ValueError("must be postgresql+asyncpg://… or sqlite+aiosqlite:///…")
-        return url.render_as_string(hide_password=False)
+        return async_database_url(v)
 
     @field_validator("GITHUB_RATE_LIMITS")
     @classmethod

@@ -10,6 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from app.embedded_redis import EmbeddedRedis
+from app.settings import async_database_url
 from tests.fakegithub.server import FakeGitHub
 from tests.stack import Stack, running_stack
 
@@ -52,7 +53,7 @@ def any_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Storage tests run on SQLite and, when TEST_DATABASE_URL is set, on PostgreSQL too."""
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path}/test.db"
-    return os.environ["TEST_DATABASE_URL"]
+    return async_database_url(os.environ["TEST_DATABASE_URL"])
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 from app.db.models import Scan
 from app.db.session import dispose_all, sessionmaker
 from app.embedded_redis import free_port
+from app.settings import async_database_url
 from tests.dbutil import fresh_database
 from tests.fakegithub import webhooks as hooks
 from tests.fakegithub.server import FakeGitHub
@@ -34,7 +35,8 @@ ROOT = Path(__file__).parents[1]
 
 @pytest.fixture
 def shared_database_url(tmp_path: Path) -> str:
-    return os.environ.get("TEST_DATABASE_URL") or f"sqlite+aiosqlite:///{tmp_path}/mp.db"
+    url = os.environ.get("TEST_DATABASE_URL")
+    return async_database_url(url) if url else f"sqlite+aiosqlite:///{tmp_path}/mp.db"
 
 
 class Processes:
