@@ -37,7 +37,9 @@ from app.services.store import (
     count_scan,
     ensure_installation,
     mark_removed,
+    new_repository,
     scannable_repository_ids,
+    update_repository,
     upsert_repository,
 )
 
@@ -123,13 +125,13 @@ async def _store_listed(svc: Services, installation_id: int,
     if not listed:
         return
     async with svc.db() as db, db.begin():
-        # One query puts the chunk's rows in the session, where upsert_repository finds them.
-        rows = list(await db.scalars(select(Repository).where(
-            Repository.id.in_([int(data["id"]) for data in listed]))))
+        # One SELECT for the chunk's rows and one flush for its writes, not one per row.
+        rows = {r.id: r for r in await db.scalars(select(Repository).where(
+            Repository.id.in_([int(data["id"]) for data in listed])))}
         for data in listed:
-            row = await upsert_repository(db, installation_id, data)
+            row = rows.get(int(data["id"])) or new_repository(db, installation_id, data)
+            update_repository(row, installation_id, data)
             row.listed_version = version_of(data.get("pushed_at"), data.get("updated_at"))
-        del rows
 
 
 async def scan_installation(svc: Services, installation_id: int, trigger: str,
@@ -389,7 +391,7 @@ async def _record_batch(svc: Services, installation_id: int, scan_id: int, cfg: 
             stored[v.repository_id][v.policy] = v
         opened = resolved = 0
         for rid, got in fetched.items():
-            repo = await upsert_repository(db, installation_id, got.meta)
+            repo = await upsert_repository(db, installation_id, got.meta, flush=False)
             if rid in results:
                 o, r = _apply(db, installation_id, repo.id, cfg, results[rid], stored[repo.id],
                               now)

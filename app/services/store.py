@@ -36,13 +36,27 @@ def _visibility(data: Mapping[str, Any]) -> str:
 
 
 async def upsert_repository(db: AsyncSession, installation_id: int,
-                            data: Mapping[str, Any]) -> Repository:
-    """Create or update a repository from a REST or webhook repository object."""
+                            data: Mapping[str, Any], *, flush: bool = True) -> Repository:
+    """Create or update a repository from a REST or webhook repository object.
+    `flush=False` for many in a row: the caller flushes once (one multi-row INSERT)."""
     repo = await db.get(Repository, int(data["id"]))
     if repo is None:
-        repo = Repository(id=int(data["id"]), installation_id=installation_id,
-                          full_name=str(data["full_name"]))
-        db.add(repo)
+        repo = new_repository(db, installation_id, data)
+    update_repository(repo, installation_id, data)
+    if flush:
+        await db.flush()
+    return repo
+
+
+def new_repository(db: AsyncSession, installation_id: int,
+                   data: Mapping[str, Any]) -> Repository:
+    repo = Repository(id=int(data["id"]), installation_id=installation_id,
+                      full_name=str(data["full_name"]))
+    db.add(repo)
+    return repo
+
+
+def update_repository(repo: Repository, installation_id: int, data: Mapping[str, Any]) -> None:
     repo.installation_id = installation_id
     repo.full_name = str(data["full_name"])
     repo.present = True
@@ -54,8 +68,6 @@ async def upsert_repository(db: AsyncSession, installation_id: int,
         repo.visibility = _visibility(data)
     if data.get("default_branch"):
         repo.default_branch = str(data["default_branch"])
-    await db.flush()
-    return repo
 
 
 async def mark_removed(db: AsyncSession, repo_ids: Iterable[int]) -> None:
