@@ -18,7 +18,7 @@ T = TypeVar("T")
 
 def _run(main: Coroutine[Any, Any, T]) -> T:
     """`asyncio.run`, on uvloop where it is installed (not on Windows): the web process
-    answers about a third more deliveries a second on it."""
+    spends about a tenth less CPU per webhook delivery on it."""
     try:
         import uvloop
     except ImportError:

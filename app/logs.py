@@ -40,6 +40,10 @@ def setup_logging(settings: Settings) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(RedactingFormatter(
         "%(asctime)s %(levelname)s %(name)s: %(message)s", secrets))
+    # No line shows the caller's file, thread or process: skip collecting them per record
+    # (the logging HOWTO's "Optimization"); a third of the cost of a webhook's log line.
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.LOG_LEVEL)
