@@ -465,6 +465,16 @@ async def test_one_log_line_per_delivery_without_payload_or_secret(
 # --- home page ----------------------------------------------------------------------------
 
 
+async def home_page(settings: Settings, database_url: str) -> str:
+    """The dashboard's home page (asserting it answers 200), its engine disposed after."""
+    try:
+        async with serve(create_app(settings)) as session, session.get("/") as resp:
+            assert resp.status == 200
+            return await resp.text()
+    finally:
+        await get_engine(database_url).dispose()
+
+
 async def test_home_without_credentials_explains_registration(client: Client) -> None:
     async with client() as session, session.get("/", headers={"Host": "pe.example.com"}) as resp:
         assert resp.status == 200
@@ -517,13 +527,8 @@ async def test_home_with_credentials_lists_installations_and_scans(
                  repository_id=10, total=1, done=1, errored=1,
                  started_at=started.replace(hour=13)),
         ])
-    settings = make_settings(redis_url, database_url, APP_ID=1, PRIVATE_KEY=FAKE_PEM)
-    try:
-        async with serve(create_app(settings)) as session, session.get("/") as resp:
-            assert resp.status == 200
-            text = await resp.text()
-    finally:
-        await get_engine(database_url).dispose()
+    text = await home_page(make_settings(redis_url, database_url, APP_ID=1,
+                                         PRIVATE_KEY=FAKE_PEM), database_url)
     assert "Register the GitHub App" not in text
     assert "acme" in text
     assert "acme/widgets" in text
@@ -539,13 +544,8 @@ async def test_home_with_credentials_lists_installations_and_scans(
 async def test_home_with_unmigrated_database_shows_a_message(
     redis_url: str, database_url: str
 ) -> None:
-    settings = make_settings(redis_url, database_url, APP_ID=1, PRIVATE_KEY=FAKE_PEM)
-    try:
-        async with serve(create_app(settings)) as session, session.get("/") as resp:
-            assert resp.status == 200
-            text = await resp.text()
-    finally:
-        await get_engine(database_url).dispose()
+    text = await home_page(make_settings(redis_url, database_url, APP_ID=1,
+                                         PRIVATE_KEY=FAKE_PEM), database_url)
     assert "not been migrated" in text
 
 
@@ -565,11 +565,7 @@ async def test_home_warns_when_webhook_secret_missing_with_credentials(
     settings = make_settings(
         redis_url, database_url, APP_ID=1, PRIVATE_KEY=FAKE_PEM, WEBHOOK_SECRET=None
     )
-    try:
-        async with serve(create_app(settings)) as session, session.get("/") as resp:
-            text = await resp.text()
-    finally:
-        await get_engine(database_url).dispose()
+    text = await home_page(settings, database_url)
     assert "WEBHOOK_SECRET is not configured" in text
     assert "No installations yet" in text
 

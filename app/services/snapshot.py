@@ -333,7 +333,11 @@ async def _complete(gh: GitHubAPI, part: _Partial, needs: Needs, fresh: bool,
     files = dict(snap.files)
     for path, text in zip(part.truncated, values, strict=False):
         files[path] = text
-    perms = values[-1] if per_repo else "read" if needs.workflow_permissions else None
+    perms: str | None = None
+    if per_repo:
+        perms = values[-1]
+    elif needs.workflow_permissions:
+        perms = "read"  # the organization's restricted default
     return Fetched(replace(snap, files=files, workflow_permissions=perms), part.meta, fresh)
 
 

@@ -293,6 +293,11 @@ def can_see(caller: Caller, repo: Repo) -> bool:
     inst = caller.installation
     if inst is None or not any(r is repo for r in inst.repos):
         return False
+    return token_allows(caller, repo)
+
+
+def token_allows(caller: Caller, repo: Repo) -> bool:
+    """The token is not narrowed to other repositories (installation membership aside)."""
     return caller.token is None or caller.token.repo_ids is None or repo.id in caller.token.repo_ids
 
 
@@ -680,9 +685,8 @@ async def list_installation_repos(request: web.Request) -> web.Response:
     st = state_of(request)
     caller = caller_of(request)
     assert caller.installation is not None
-    # Every one is installed; only the token may narrow them (not can_see: O(n) per repo).
-    only = caller.token.repo_ids if caller.token is not None else None
-    repos = [r for r in caller.installation.repos if only is None or r.id in only]
+    # Every one is installed, so only the token can narrow them (can_see is O(n) per repo).
+    repos = [r for r in caller.installation.repos if token_allows(caller, r)]
     page, headers = paginate(request, repos)
     return json_response(
         {
