@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
+import secrets
 import signal
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from app.settings import Settings, settings_or_exit
+from app.settings import Settings, SettingsError, settings_or_exit
 
 T = TypeVar("T")
 
@@ -96,8 +98,32 @@ def _stop_event() -> asyncio.Event:
     return stop
 
 
+def _require_session_secret(settings: Settings) -> None:
+    try:
+        settings.require_session_secret()
+    except SettingsError as exc:
+        print(f"policy-enforcer: invalid setting: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def ensure_session_secret(env_file: Path) -> bool:
+    """`make run`: give a development checkout a SESSION_SECRET of its own in `.env` on
+    first start (mode 0600). Returns True when one was written."""
+    if os.environ.get("SESSION_SECRET"):
+        return False
+    lines = env_file.read_text(encoding="utf-8").splitlines() if env_file.exists() else []
+    if any(line.split("=", 1)[0].strip() == "SESSION_SECRET" for line in lines):
+        return False
+    lines.append(f"SESSION_SECRET={secrets.token_urlsafe(48)}")
+    fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write("\n".join(lines) + "\n")
+    return True
+
+
 def cmd_web(settings: Settings) -> int:
     redis_url = _require_redis(settings)
+    _require_session_secret(settings)
 
     async def main() -> None:
         await _check_db(settings)
@@ -131,6 +157,7 @@ def cmd_dev(settings: Settings) -> int:
     from app.db.migrate import upgrade
     from app.embedded_redis import EmbeddedRedis
 
+    _require_session_secret(settings)
     embedded: EmbeddedRedis | None = None
     redis_url = settings.REDIS_URL
     if not redis_url:
@@ -225,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "check-config":
         return cmd_check_config(args.file)
+    if args.command == "dev" and ensure_session_secret(Path(".env")):
+        print("policy-enforcer: generated SESSION_SECRET into .env", file=sys.stderr)
     settings = settings_or_exit()
     from app.logs import setup_logging
 

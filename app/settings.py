@@ -36,6 +36,19 @@ def async_database_url(value: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
+MIN_SESSION_SECRET = 32
+
+
+def session_secret_weakness(value: str) -> str | None:
+    """Why `value` is too weak to key the session cookie, or None."""
+    if len(value) < MIN_SESSION_SECRET:
+        return (f"is too short ({len(value)} characters): use at least {MIN_SESSION_SECRET} "
+                "random characters")
+    if len(set(value)) < 10:
+        return "is too predictable (fewer than 10 distinct characters): use a random value"
+    return None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True
@@ -62,6 +75,23 @@ class Settings(BaseSettings):
     SCAN_DEBOUNCE_SECONDS: float = Field(default=2.0, ge=0, le=300)
     # Issues and comments carry this name; the App's own login is `<slug>[bot]`.
     APP_NAME: str = "policy-enforcer"
+    # Dashboard sessions: the key of the encrypted, signed session cookie (required by the
+    # web process; `make run` generates one into .env) and how long a sign-in lasts.
+    SESSION_SECRET: SecretStr | None = None
+    SESSION_MAX_AGE: int = Field(default=8 * 3600, ge=300, le=30 * 24 * 3600)
+    # This deployment's public origin (https://enforcer.example.com): OAuth and manifest
+    # callbacks, links in check runs and issues, Secure cookies when it is https.
+    PUBLIC_URL: str | None = None
+    # GitHub logins that may use the job monitor for every installation (operators).
+    ADMIN_LOGINS: str = ""
+    # `Authorization: Bearer <METRICS_TOKEN>` opens /metrics; unset, /metrics is off.
+    METRICS_TOKEN: SecretStr | None = None
+    # text (default) or json: one JSON object a line with delivery, job and installation ids.
+    LOG_FORMAT: str = "text"
+    # The first-run registration flow is offered on loopback addresses only, unless this is 1.
+    SETUP_ALLOWED: bool = False
+    # How long a user's access to an installation (owner / team member) is trusted.
+    ACCESS_CACHE_SECONDS: int = Field(default=120, ge=0, le=600)
 
     @field_validator("GITHUB_API_URL", "GITHUB_URL")
     @classmethod
@@ -69,6 +99,42 @@ class Settings(BaseSettings):
         if not v.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL")
         return v.rstrip("/")
+
+    @field_validator("PUBLIC_URL")
+    @classmethod
+    def _public_url(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL such as https://enforcer.example.com")
+        return v.rstrip("/")
+
+    @field_validator("LOG_FORMAT")
+    @classmethod
+    def _log_format(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v not in {"text", "json"}:
+            raise ValueError("must be text or json")
+        return v
+
+    @field_validator("SESSION_SECRET")
+    @classmethod
+    def _session_secret(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None:
+            return None
+        weakness = session_secret_weakness(v.get_secret_value())
+        if weakness:
+            raise ValueError(weakness)
+        return v
+
+    @field_validator("METRICS_TOKEN")
+    @classmethod
+    def _metrics_token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None or not v.get_secret_value():
+            return None
+        if len(v.get_secret_value()) < 16:
+            raise ValueError("is too short: use at least 16 random characters")
+        return v
 
     @field_validator("DATABASE_URL")
     @classmethod
@@ -135,6 +201,23 @@ class Settings(BaseSettings):
 
     def webhook_secret(self) -> str | None:
         return None if self.WEBHOOK_SECRET is None else self.WEBHOOK_SECRET.get_secret_value()
+
+    @property
+    def has_oauth(self) -> bool:
+        return bool(self.GITHUB_CLIENT_ID) and self.GITHUB_CLIENT_SECRET is not None
+
+    def admin_logins(self) -> frozenset[str]:
+        """ADMIN_LOGINS, lower-cased (GitHub logins are case-insensitive)."""
+        return frozenset(p.strip().lower() for p in self.ADMIN_LOGINS.replace(",", " ").split()
+                         if p.strip())
+
+    def require_session_secret(self) -> str:
+        """The session key, or SettingsError naming the variable (the web process needs it)."""
+        if self.SESSION_SECRET is None:
+            raise SettingsError("SESSION_SECRET: not set (the dashboard's session cookie is "
+                                "encrypted with it; use 32+ random characters, e.g. "
+                                "`python -c \"import secrets; print(secrets.token_urlsafe(32))\"`)")
+        return self.SESSION_SECRET.get_secret_value()
 
 
 def load_settings() -> Settings:

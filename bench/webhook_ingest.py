@@ -277,6 +277,7 @@ def _pinned(cmd: list[str]) -> list[str]:
 def start_ours(tmp: Path, redis_url: str, log_level: str = "info") -> Server:
     port = free_port()
     env = {**_base_env(), "WEBHOOK_SECRET": SECRET, "REDIS_URL": redis_url,
+           "SESSION_SECRET": "bench-session-secret-0123456789abcdefgh",
            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/bench.db", "PORT": str(port),
            "HOST": "127.0.0.1", "LOG_LEVEL": "INFO" if log_level == "info" else "WARNING"}
     python = sys.executable

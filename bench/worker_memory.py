@@ -52,6 +52,7 @@ from tests.test_e2e import build_org
 
 ROOT = Path(__file__).parents[1]
 WEBHOOK_SECRET = "bench-webhook-secret"
+SESSION_SECRET = "bench-session-secret-0123456789abcdefgh"
 SAMPLE_SECONDS = 0.5
 HEALTH_CHECK_KEY = "arq:queue:health-check"  # arq writes it once the worker polls
 QUEUE_KEY = "arq:queue"
@@ -226,7 +227,8 @@ async def run(repos: int, latency: float, redis_url: str, database_url: str | No
         settings = Settings(  # the web app's; the worker reads the same from its environment
             APP_ID=gh.app_id, PRIVATE_KEY=gh.private_key_pem, WEBHOOK_SECRET=WEBHOOK_SECRET,
             GITHUB_API_URL=gh.url, DATABASE_URL=db_url, REDIS_URL=redis_url,
-            LOG_LEVEL="WARNING", SCAN_DEBOUNCE_SECONDS=0.3, _env_file=None)
+            LOG_LEVEL="WARNING", SCAN_DEBOUNCE_SECONDS=0.3, SESSION_SECRET=SESSION_SECRET,
+            _env_file=None)
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "APP_ID": str(gh.app_id), "PRIVATE_KEY": gh.private_key_pem,

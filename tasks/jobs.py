@@ -18,7 +18,7 @@ from sqlalchemy import delete, select, update
 
 from app.db.models import Installation, Scan, WebhookDelivery, utcnow
 from app.github.errors import RateLimited
-from app.services import commands, reconcile, scanning, webhooks
+from app.services import commands, job_monitor, reconcile, scanning, webhooks
 from app.services.context import Services
 from app.services.queue import exclusive, finish_coalesced, note_job, start_coalesced
 from app.services.store import bump_scan
@@ -152,7 +152,8 @@ async def scan_repo(ctx: Ctx, installation_id: int, repo_id: int) -> str:
         triggers = sorted({str(n["trigger"]) for n in notes if n.get("trigger")})
         async with svc.db() as db, db.begin():
             scan = Scan(installation_id=installation_id, kind="repo", total=1,
-                        repository_id=repo_id, trigger=",".join(triggers) or "retry")
+                        repository_id=repo_id,
+                        trigger=(",".join(triggers) or "retry")[:255])
             db.add(scan)
             await db.flush()
             scan_ids = [scan.id]
@@ -238,12 +239,14 @@ async def run_command(ctx: Ctx, installation_id: int, repo_id: int, full_name: s
 
 
 async def nightly_scan(ctx: Ctx) -> int:
-    """Cron: a full scan of every active installation; old delivery records are pruned."""
+    """Cron: a full scan of every active installation; old delivery records and failed-job
+    records are pruned."""
     svc = _svc(ctx)
     async with svc.db() as db, db.begin():
         ids = list(await db.scalars(select(Installation.id).where(Installation.active.is_(True))))
         await db.execute(delete(WebhookDelivery).where(
             WebhookDelivery.received_at < utcnow() - DELIVERY_RETENTION))
+        await job_monitor.prune_failures(db)
     for inst_id in ids:
         await scanning.request_full_scan(svc, inst_id, "cron")
     log.info("nightly scan queued for %d installations", len(ids))

@@ -16,17 +16,21 @@ from app.github.client import GitHub
 from app.services.context import Services
 from app.settings import Settings
 from tasks import jobs
+from tasks.monitor import monitored
 
 # Results are not kept: job ids must be reusable as soon as a job finishes. arq's
 # max_tries is only a backstop; the jobs bound their own failures (jobs.MAX_TRIES) and
 # rate-limit deferrals do not count.
+# Every function runs inside `monitored`, which records it for the job monitor.
 FUNCTIONS = [
-    func(jobs.handle_webhook, name="handle_webhook", keep_result=0, max_tries=1000),
-    func(jobs.scan_installation, name="scan_installation", keep_result=0, max_tries=1000),
-    func(jobs.scan_repo, name="scan_repo", keep_result=0, max_tries=1000),
-    func(jobs.scan_batch, name="scan_batch", keep_result=0, max_tries=1000),
-    func(jobs.reconcile_violation, name="reconcile_violation", keep_result=0, max_tries=1000),
-    func(jobs.run_command, name="run_command", keep_result=0, max_tries=50),
+    func(monitored(jobs.handle_webhook), name="handle_webhook", keep_result=0, max_tries=1000),
+    func(monitored(jobs.scan_installation), name="scan_installation", keep_result=0,
+         max_tries=1000),
+    func(monitored(jobs.scan_repo), name="scan_repo", keep_result=0, max_tries=1000),
+    func(monitored(jobs.scan_batch), name="scan_batch", keep_result=0, max_tries=1000),
+    func(monitored(jobs.reconcile_violation), name="reconcile_violation", keep_result=0,
+         max_tries=1000),
+    func(monitored(jobs.run_command), name="run_command", keep_result=0, max_tries=50),
 ]
 
 

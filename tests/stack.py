@@ -26,6 +26,7 @@ from tasks.worker import create_worker
 from tests.dbutil import fresh_database
 
 WEBHOOK_SECRET = "e2e-webhook-secret"
+SESSION_SECRET = "e2e-session-secret-0123456789-abcdefghij"
 
 
 class Stack:
@@ -94,7 +95,8 @@ async def running_stack(*, github_url: str, app_id: int, private_key: str, redis
     settings = Settings(
         APP_ID=app_id, PRIVATE_KEY=private_key, WEBHOOK_SECRET=WEBHOOK_SECRET,
         GITHUB_API_URL=github_url, DATABASE_URL=database_url, REDIS_URL=redis_url,
-        _env_file=None, **{"SCAN_DEBOUNCE_SECONDS": 0.3, **extra},
+        _env_file=None, **{"SCAN_DEBOUNCE_SECONDS": 0.3, "SESSION_SECRET": SESSION_SECRET,
+                           **extra},
     )
     pool = await create_pool(RedisSettings.from_dsn(redis_url))
     runner = web.AppRunner(create_app(settings, redis=pool, database_url=database_url))

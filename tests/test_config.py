@@ -601,7 +601,7 @@ def test_all_errors_are_collected_and_sorted_by_line() -> None:
     assert messages[0].startswith("config.yaml:2: access_control.authorized_team: must be")
     assert messages[-1] == (
         "config.yaml:13: unknown_top: unknown key 'unknown_top' "
-        "(valid keys: access_control, policies)"
+        "(valid keys: access_control, policies, public_badges)"
     )
 
 

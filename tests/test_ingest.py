@@ -220,6 +220,7 @@ async def test_one_redis_round_trip_per_delivery(redis_url: str, tmp_path: Any) 
     counting = cast(CountingArqRedis, pool)
     counting.commands = []
     settings = Settings(_env_file=None, WEBHOOK_SECRET="s", REDIS_URL=redis_url,
+                        SESSION_SECRET="ingest-test-session-secret-0123456789ab",
                         DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/t.db")
     app: web.Application = create_app(settings, redis=counting)
     server = TestServer(app, host="127.0.0.1", port=free_port())
@@ -350,6 +351,7 @@ async def test_runner_leaves_webhooks_out_of_the_access_log(
 
     caplog.set_level(logging.INFO)
     settings = Settings(_env_file=None, WEBHOOK_SECRET="s", REDIS_URL=redis_url,
+                        SESSION_SECRET="ingest-test-session-secret-0123456789ab",
                         DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/t.db")
     runner = create_runner(create_app(settings))
     await runner.setup()

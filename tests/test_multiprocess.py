@@ -27,7 +27,7 @@ from app.settings import async_database_url
 from tests.dbutil import fresh_database
 from tests.fakegithub import webhooks as hooks
 from tests.fakegithub.server import FakeGitHub
-from tests.stack import WEBHOOK_SECRET
+from tests.stack import SESSION_SECRET, WEBHOOK_SECRET
 from tests.test_e2e import build_org, open_issues
 
 ROOT = Path(__file__).parents[1]
@@ -76,7 +76,8 @@ async def cluster(fake_github: FakeGitHub, redis_url: str, shared_database_url: 
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "APP_ID": str(fake_github.app_id), "PRIVATE_KEY": fake_github.private_key_pem,
         "WEBHOOK_SECRET": WEBHOOK_SECRET, "GITHUB_API_URL": fake_github.url,
-        "DATABASE_URL": shared_database_url, "REDIS_URL": redis_url, "LOG_LEVEL": "INFO",
+        "SESSION_SECRET": SESSION_SECRET, "DATABASE_URL": shared_database_url,
+        "REDIS_URL": redis_url, "LOG_LEVEL": "INFO",
         "SCAN_DEBOUNCE_SECONDS": "0.2", "HOST": "127.0.0.1",
         "GITHUB_RATE_LIMITS": os.environ["GITHUB_RATE_LIMITS"],
     }

@@ -41,6 +41,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def make_settings(redis_url: str, database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "WEBHOOK_SECRET": SECRET, "REDIS_URL": redis_url, "DATABASE_URL": database_url,
+        "SESSION_SECRET": "web-test-session-secret-0123456789abcdef",
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)
@@ -481,9 +482,8 @@ async def test_home_without_credentials_explains_registration(client: Client) ->
         assert resp.content_type == "text/html"
         text = await resp.text()
     assert "Register the GitHub App" in text
-    assert "app.yml" in text
     assert "http://pe.example.com/api/github/webhooks" in text
-    for name in ("APP_ID", "PRIVATE_KEY_PATH", "WEBHOOK_SECRET", "restart"):
+    for name in ("APP_ID", "PRIVATE_KEY", "WEBHOOK_SECRET", "restart"):
         assert name in text
     assert SECRET not in text
 
@@ -494,7 +494,7 @@ async def test_home_escapes_the_host_header(client: Client) -> None:
         assert resp.status == 200
         text = await resp.text()
     assert "<script>alert(1)</script>" not in text
-    assert "&lt;script&gt;" in text
+    assert "&lt;script&gt;" in text or "&#34;&gt;&lt;script" in text
 
 
 async def _create_tables(database_url: str) -> None:
@@ -502,72 +502,52 @@ async def _create_tables(database_url: str) -> None:
         await conn.run_sync(Base.metadata.create_all)
 
 
-async def test_home_with_credentials_lists_installations_and_scans(
-    redis_url: str, database_url: str
-) -> None:
+async def test_signed_out_home_shows_only_the_sign_in(redis_url: str, database_url: str) -> None:
+    """Installations, config errors and scan triggers are no one's business signed out."""
     await _create_tables(database_url)
-    started = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
     async with sessionmaker(database_url)() as db, db.begin():
-        db.add_all([
-            Installation(id=1, account_login="acme", config_status="valid",
-                         config_notes="policy 'PRs': action 'block-prs' is not enforced yet"),
-            Installation(
-                id=2, account_login="<b>evil</b>", config_status="invalid",
-                config_error="line 3: <script>alert('x')</script>", active=False,
-            ),
-        ])
+        db.add(Installation(id=1, account_login="acme", config_status="invalid",
+                            config_error="line 3: secret-ish config value"))
         await db.flush()
-        db.add(Repository(id=10, installation_id=1, full_name="acme/widgets"))
+        db.add(Repository(id=10, installation_id=1, full_name="acme/private-widgets"))
         await db.flush()
-        db.add_all([
-            Scan(installation_id=1, kind="full", trigger="cron", status="running", total=3,
-                 done=1, started_at=started, violations_opened=4,
-                 detail="waiting for rate limit until 13:05 UTC"),
-            Scan(installation_id=1, kind="repo", trigger="webhook:push", status="errored",
-                 repository_id=10, total=1, done=1, errored=1,
-                 started_at=started.replace(hour=13)),
-        ])
+        db.add(Scan(installation_id=1, kind="full", trigger="command:someone", total=3,
+                    started_at=datetime(2024, 5, 1, tzinfo=UTC)))
     text = await home_page(make_settings(redis_url, database_url, APP_ID=1,
-                                         PRIVATE_KEY=FAKE_PEM), database_url)
-    assert "Register the GitHub App" not in text
-    assert "acme" in text
-    assert "acme/widgets" in text
-    assert "2024-05-01 13:30 UTC" in text  # acme's last scan is the later one
-    assert "errored" in text and "webhook:push" in text
-    assert "<b>evil</b>" not in text and "&lt;b&gt;evil&lt;/b&gt;" in text
-    assert "<script>" not in text and "&lt;script&gt;" in text
-    assert "not configured" not in text
-    assert "action &#39;block-prs&#39; is not enforced yet" in text
-    assert "waiting for rate limit until 13:05 UTC" in text and "1/3" in text
+                                         PRIVATE_KEY=FAKE_PEM, GITHUB_CLIENT_ID="Iv1.x",
+                                         GITHUB_CLIENT_SECRET="y" * 40), database_url)
+    assert "Sign in with GitHub" in text and 'href="/login"' in text
+    for leak in ("acme", "private-widgets", "config value", "someone", "Register"):
+        assert leak not in text
 
 
-async def test_home_with_unmigrated_database_shows_a_message(
+async def test_pages_say_when_the_database_is_not_migrated(
     redis_url: str, database_url: str
 ) -> None:
-    text = await home_page(make_settings(redis_url, database_url, APP_ID=1,
-                                         PRIVATE_KEY=FAKE_PEM), database_url)
-    assert "not been migrated" in text
+    settings = make_settings(redis_url, database_url, APP_ID=1, PRIVATE_KEY=FAKE_PEM)
+    async with serve(create_app(settings)) as session, \
+            session.get("/badge/acme/x.svg") as resp:
+        assert resp.status == 503
+        text = await resp.text()
+    assert "not been migrated" in text and database_url not in text
 
 
-async def test_home_with_unreachable_database_shows_a_message(redis_url: str) -> None:
+async def test_pages_say_when_the_database_is_unreachable(redis_url: str) -> None:
     url = "sqlite+aiosqlite:////proc/no-such-dir/test.db"
     settings = make_settings(redis_url, url, APP_ID=1, PRIVATE_KEY=FAKE_PEM)
-    async with serve(create_app(settings)) as session, session.get("/") as resp:
-        assert resp.status == 200
+    async with serve(create_app(settings)) as session, \
+            session.get("/badge/acme/x.svg") as resp:
+        assert resp.status == 503
         text = await resp.text()
-    assert "not reachable" in text
+    assert "not reachable" in text and "/proc/no-such-dir" not in text
 
 
-async def test_home_warns_when_webhook_secret_missing_with_credentials(
-    redis_url: str, database_url: str
-) -> None:
-    await _create_tables(database_url)
-    settings = make_settings(
-        redis_url, database_url, APP_ID=1, PRIVATE_KEY=FAKE_PEM, WEBHOOK_SECRET=None
-    )
-    text = await home_page(settings, database_url)
-    assert "WEBHOOK_SECRET is not configured" in text
-    assert "No installations yet" in text
+def test_create_app_requires_a_strong_session_secret(redis_url: str, database_url: str) -> None:
+    with pytest.raises(SettingsError, match=r"^SESSION_SECRET: not set"):
+        create_app(make_settings(redis_url, database_url, SESSION_SECRET=None))
+    for weak in ("short", "a" * 40):
+        with pytest.raises(Exception, match="SESSION_SECRET"):
+            make_settings(redis_url, database_url, SESSION_SECRET=weak)
 
 
 def test_create_app_requires_a_redis_url(

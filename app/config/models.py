@@ -270,6 +270,8 @@ class OrgConfig(_Model):
     # None when the file has no `access_control` section.
     access_control: AccessControl | None = None
     policies: tuple[PolicyConfig, ...]
+    # Serve /badge/{org}/{repo}.svg for public repositories (off: badges answer 404).
+    public_badges: bool = False
 
     @model_validator(mode="after")
     def _unique_names(self) -> OrgConfig:

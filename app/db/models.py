@@ -68,7 +68,8 @@ class Installation(Base):
 
 class Repository(Base):
     __tablename__ = "repositories"
-    __table_args__ = (Index("ix_repositories_installation", "installation_id"),)
+    __table_args__ = (Index("ix_repositories_installation", "installation_id"),
+                      Index("ix_repositories_installation_name", "installation_id", "full_name"))
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     installation_id: Mapped[int] = mapped_column(
@@ -105,8 +106,9 @@ class Scan(Base):
         BigInteger, ForeignKey("installations.id", ondelete="CASCADE")
     )
     kind: Mapped[str] = mapped_column(String(16))  # full / repo
-    trigger: Mapped[str] = mapped_column(String(64))  # webhook:push, cron, user, command
-    status: Mapped[str] = mapped_column(String(16), default="running")  # running/ok/errored
+    trigger: Mapped[str] = mapped_column(String(255))  # webhook:push, cron, user:<login>, ...
+    # queued (asked for from the dashboard, not started) / running / ok / errored
+    status: Mapped[str] = mapped_column(String(16), default="running")
     repository_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     total: Mapped[int] = mapped_column(Integer, default=0)
     done: Mapped[int] = mapped_column(Integer, default=0)
@@ -125,7 +127,9 @@ class Violation(Base):
     """One row per (repository, policy name); its state flips between open and resolved."""
 
     __tablename__ = "violations"
-    __table_args__ = (UniqueConstraint("repository_id", "policy", name="uq_violation_repo_policy"),)
+    __table_args__ = (UniqueConstraint("repository_id", "policy", name="uq_violation_repo_policy"),
+                      Index("ix_violations_installation_state", "installation_id", "state",
+                            "policy"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     installation_id: Mapped[int] = mapped_column(
@@ -175,3 +179,44 @@ class WebhookDelivery(Base):
     installation_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     outcome: Mapped[str] = mapped_column(String(255), default="queued")
+
+
+class ComplianceDay(Base):
+    """One point of an installation's compliance trend: the figures when its last full scan
+    of that (UTC) day finished."""
+
+    __tablename__ = "compliance_days"
+    __table_args__ = (UniqueConstraint("installation_id", "day", name="uq_compliance_day"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    installation_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("installations.id", ondelete="CASCADE")
+    )
+    day: Mapped[str] = mapped_column(String(10))  # YYYY-MM-DD, UTC
+    evaluated: Mapped[int] = mapped_column(Integer, default=0)
+    compliant: Mapped[int] = mapped_column(Integer, default=0)
+    open_violations: Mapped[int] = mapped_column(Integer, default=0)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FailedJob(Base):
+    """A job that failed for good (arq keeps no registry of them); shown by the job monitor
+    with its error and a Retry button. Pruned by age and count (tasks' nightly job)."""
+
+    __tablename__ = "failed_jobs"
+    __table_args__ = (Index("ix_failed_jobs_failed_at", "failed_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(255))
+    function: Mapped[str] = mapped_column(String(64))
+    # The job's arguments as JSON (bytes are replaced by their length).
+    args: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    installation_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    tries: Mapped[int] = mapped_column(Integer, default=1)
+    enqueued_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    failed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    error: Mapped[str] = mapped_column(Text, default="")
+    retried_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    retried_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    retry_job_id: Mapped[str | None] = mapped_column(String(255), nullable=True)

@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from app.github.errors import NotConfigured, RateLimited
 from app.github.governor import CacheLimits, Governor, Limits, Ticket, limits_from_env
 from app.github.tokens import TokenStore
+from app.metrics import observe_github_response
 
 __all__ = ["MAX_INLINE_WAIT", "AppAPI", "CacheLimits", "GitHub", "Governor", "InstallationAPI",
            "Limits", "RateLimited", "retry_safe"]
@@ -150,6 +151,7 @@ class RateLimitedAPI(gidgethub.aiohttp.GitHubAPI):
                 status, resp_headers, data = await super()._request(method, url, sent, body)
             except (aiohttp.ClientConnectionError, TimeoutError) as exc:
                 self.governor.release(ticket)
+                observe_github_response(None)
                 # A refused connection never reached GitHub; anything else may have.
                 reached = not isinstance(exc, aiohttp.ClientConnectorError)
                 if attempt == MAX_NETWORK_ATTEMPTS or (reached and not retry_safe(method, url)):
@@ -168,6 +170,7 @@ class RateLimitedAPI(gidgethub.aiohttp.GitHubAPI):
     async def _settle(self, ticket: Ticket, status: int, headers: Mapping[str, str],
                       data: bytes) -> tuple[int, Mapping[str, str], bytes]:
         """Record the answer with the governor; turn a 304 into the cached 200."""
+        observe_github_response(status)
         if status == 304 and ticket.cached is not None:
             self.governor.release(ticket, status, headers)
             merged = {k.lower(): v for k, v in headers.items()}

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from redis.asyncio.lock import Lock
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,6 +27,7 @@ from app.github.errors import RateLimited
 from app.policies import REGISTRY, Needs, RepoSnapshot, Result
 from app.services.config import config_for, refresh_config
 from app.services.context import Services
+from app.services.dashboard import latest_full_scan, record_compliance_day
 from app.services.queue import enqueue_coalesced, release_many, try_lock_many
 from app.services.snapshot import (
     Fetched,
@@ -84,6 +86,28 @@ async def request_full_scan(svc: Services, installation_id: int, trigger: str) -
                                    installation_id, note={"trigger": trigger})
 
 
+async def request_user_scan(svc: Services, installation_id: int, login: str) -> tuple[int, bool]:
+    """Scan Now: the installation's full scan that is queued or running, else a new one,
+    queued with its record made at once so the page can follow it. Returns (scan id,
+    whether a new scan was queued). A short Redis lock makes two presses at once queue one.
+    """
+    trigger = f"user:{login}"[:255]
+    async with Lock(svc.redis, f"pe:lock:scan-now:{installation_id}", timeout=30,
+                    blocking_timeout=10), svc.db() as db, db.begin():
+        current = await latest_full_scan(db, installation_id, ("queued", "running"))
+        if current is not None:
+            return current.id, False
+        scan = Scan(installation_id=installation_id, kind="full", status="queued",
+                    trigger=trigger, total=0)
+        db.add(scan)
+        await db.flush()
+        # Queued before the record commits: a record is never left without its job.
+        await enqueue_coalesced(svc.redis, "scan_installation",
+                                full_scan_key(installation_id), installation_id,
+                                note={"trigger": trigger, "scan": scan.id})
+        return scan.id, True
+
+
 async def request_reconcile(svc: Services, installation_id: int, violation_id: int) -> bool:
     return await enqueue_coalesced(svc.redis, "reconcile_violation",
                                    reconcile_key(violation_id), installation_id, violation_id)
@@ -139,30 +163,44 @@ async def scan_installation(svc: Services, installation_id: int, trigger: str,
                             on_created: Callable[[int], Awaitable[None]] | None = None
                             ) -> int | None:
     """Refresh config and repositories, then fan out one scan_batch job per BATCH_SIZE
-    repositories. `scan_id`: the record an earlier, interrupted try of the same job made
-    (`on_created` is told the id as soon as it exists)."""
+    repositories. `scan_id`: a record made for this scan already (by an earlier, interrupted
+    try of the same job, or `queued` by the dashboard's Scan Now); `on_created` is told the
+    id as soon as it exists. The record exists from the start, so the dashboard shows the
+    scan while the config and the repository list are read."""
     async with svc.db() as db, db.begin():
         inst = await db.get(Installation, installation_id)
         if inst is None or not inst.active:
             return None
-        if reload_config or inst.config_status == "unknown":
-            await refresh_config(svc.github.installation(installation_id), inst)
-    await sync_repositories(svc, installation_id)
-    async with svc.db() as db, db.begin():
-        ids = await scannable_repository_ids(db, installation_id)
         scan = await db.get(Scan, scan_id) if scan_id is not None else None
-        if scan is not None and scan.status != "running":
+        if scan is not None and scan.status not in ("queued", "running"):
             return scan.id  # that try got as far as the end already
         if scan is None or scan.installation_id != installation_id:
-            scan = Scan(installation_id=installation_id, kind="full", trigger=trigger)
+            scan = Scan(installation_id=installation_id, kind="full", trigger=trigger[:255])
             db.add(scan)
-        scan.total = len(ids)
-        if not ids:
-            scan.status, scan.finished_at = "ok", utcnow()
+        elif scan.status == "queued":
+            scan.status, scan.started_at = "running", utcnow()
+            scan.trigger = ",".join(sorted({*scan.trigger.split(","), *trigger.split(",")}
+                                           - {"unknown"}))[:255] or trigger[:255]
+        scan.detail = "reading the config and listing repositories"
         await db.flush()
         scan_id = scan.id
     if on_created is not None:
         await on_created(scan_id)
+    async with svc.db() as db, db.begin():
+        inst = await db.get(Installation, installation_id)
+        if inst is not None and (reload_config or inst.config_status == "unknown"):
+            await refresh_config(svc.github.installation(installation_id), inst)
+    await sync_repositories(svc, installation_id)
+    async with svc.db() as db, db.begin():
+        ids = await scannable_repository_ids(db, installation_id)
+        scan = await db.get(Scan, scan_id)
+        assert scan is not None
+        scan.total = len(ids)
+        if scan.detail and scan.detail.startswith("reading the config"):
+            scan.detail = None
+        if not ids:
+            scan.status, scan.finished_at = "ok", utcnow()
+            await record_compliance_day(db, installation_id)
     # Fixed job ids: a re-run of this job queues nothing twice, and a batch that ran already
     # and runs again finds its repositories accounted for.
     for index, start in enumerate(range(0, len(ids), BATCH_SIZE)):

@@ -9,6 +9,8 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Installation, Repository, Scan, utcnow
+from app.metrics import observe_scan
+from app.services.dashboard import record_compliance_day
 
 
 async def ensure_installation(db: AsyncSession, installation_id: int,
@@ -111,5 +113,8 @@ async def count_scan(db: AsyncSession, scan_id: int, *, done: int = 0, errored: 
     if scan is not None and scan.status == "running" and scan.done + scan.errored >= scan.total:
         scan.status = "errored" if scan.errored else "ok"
         scan.finished_at = utcnow()
+        observe_scan(scan.kind, (scan.finished_at - scan.started_at).total_seconds())
         if scan.detail and scan.detail.startswith("waiting"):
             scan.detail = None
+        if scan.kind == "full":
+            await record_compliance_day(db, scan.installation_id)

@@ -30,6 +30,8 @@ import orjson
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from app.logs import bind_log_fields, log_context
+from app.metrics import observe_webhook
 from app.services.webhooks import HANDLERS
 from app.web.enqueue import DUPLICATE, QUEUED
 from app.web.state import STATE, WebState
@@ -115,6 +117,8 @@ class _Delivery:
     action: str | None = None
     installation_id: int | None = None
     outcome: str = "?"
+    # The signature and the headers checked out: `event` is GitHub's (a bounded vocabulary).
+    verified: bool = False
 
 
 def _header(request: web.Request, name: str) -> str:
@@ -159,22 +163,31 @@ async def handle_webhook(request: web.Request) -> web.Response:
     delivery = _Delivery(
         delivery_id=_header(request, "X-GitHub-Delivery"), event=_header(request, "X-GitHub-Event")
     )
-    response = await _process(request, state, delivery)
-    ms = (time.perf_counter() - started) * 1000
-    level = logging.INFO if response.status < 400 else logging.WARNING
-    if response.status >= 500:
-        level = logging.ERROR
-    log.log(
-        level,
-        "webhook delivery=%s event=%s action=%s installation=%s outcome=%s status=%d ms=%.1f",
-        _printable(delivery.delivery_id) or "-",
-        _printable(delivery.event) or "-",
-        _printable(delivery.action) if delivery.action is not None else "-",
-        delivery.installation_id if delivery.installation_id is not None else "-",
-        delivery.outcome,
-        response.status,
-        ms,
-    )
+    # Every line logged while handling the delivery carries its id (LOG_FORMAT=json), and
+    # its installation once the payload is read. Unauthenticated: cut short like the line.
+    with log_context(delivery_id=delivery.delivery_id[:MAX_HEADER_LEN] or None):
+        response = await _process(request, state, delivery)
+        ms = (time.perf_counter() - started) * 1000
+        level = logging.INFO if response.status < 400 else logging.WARNING
+        if response.status >= 500:
+            level = logging.ERROR
+        log.log(
+            level,
+            "webhook delivery=%s event=%s action=%s installation=%s outcome=%s status=%d "
+            "ms=%.1f",
+            _printable(delivery.delivery_id) or "-",
+            _printable(delivery.event) or "-",
+            _printable(delivery.action) if delivery.action is not None else "-",
+            delivery.installation_id if delivery.installation_id is not None else "-",
+            delivery.outcome,
+            response.status,
+            ms,
+        )
+    outcome = delivery.outcome
+    # Bounded labels: an unauthenticated event name could be anything, and "unavailable"
+    # carries the exception's class in the log line only.
+    observe_webhook(delivery.event if delivery.verified else "-",
+                    "unavailable" if outcome.startswith("unavailable") else outcome)
     return response
 
 
@@ -221,6 +234,7 @@ async def _process(request: web.Request, state: WebState, delivery: _Delivery) -
         if len(value) > MAX_HEADER_LEN or not value.isprintable():
             delivery.outcome = "rejected:bad-headers"
             return _error(400, f"malformed {name} header")
+    delivery.verified = True
 
     try:
         if len(body) > _THREAD_PARSE_BYTES:
@@ -233,6 +247,8 @@ async def _process(request: web.Request, state: WebState, delivery: _Delivery) -
 
     delivery.action = _action(payload)
     delivery.installation_id = _installation_id(payload)
+    if delivery.installation_id is not None:
+        bind_log_fields(installation_id=delivery.installation_id)
     handled = delivery.event in HANDLED_EVENTS
 
     try:

@@ -20,8 +20,11 @@ from tests.fakegithub.state import (
     Installation,
     Issue,
     Label,
+    ManifestConversion,
+    OrgMembership,
     Reaction,
     Repo,
+    Team,
     User,
     git_blob_sha,
     iso,
@@ -67,6 +70,105 @@ def user(st: FakeState, u: User) -> dict[str, Any]:
     if u.type == "Bot" and u.login.endswith("[bot]"):
         d["html_url"] = f"{st.web_url}/apps/{u.login.removesuffix('[bot]')}"
     return d
+
+
+def private_user(st: FakeState, u: User) -> dict[str, Any]:
+    """GET /user: the authenticated user's own view (public and private profile fields)."""
+    d = user(st, u)
+    d.update(
+        name=u.name,
+        company=None,
+        blog="",
+        location=None,
+        email=u.email,
+        hireable=None,
+        bio=None,
+        twitter_username=None,
+        notification_email=u.email,
+        public_repos=sum(1 for r in st.repos.values() if r.owner is u and not r.private),
+        public_gists=0,
+        followers=0,
+        following=0,
+        created_at=iso(u.created_at),
+        updated_at=iso(u.created_at),
+        private_gists=0,
+        total_private_repos=sum(1 for r in st.repos.values() if r.owner is u and r.private),
+        owned_private_repos=sum(1 for r in st.repos.values() if r.owner is u and r.private),
+        disk_usage=0,
+        collaborators=0,
+        two_factor_authentication=True,
+        plan={"name": "free", "space": 976562499, "collaborators": 0, "private_repos": 10000},
+    )
+    return d
+
+
+def organization_simple(st: FakeState, org: User) -> dict[str, Any]:
+    api = f"{st.api_url}/orgs/{quote(org.login, safe='')}"
+    return {
+        "login": org.login,
+        "id": org.id,
+        "node_id": node_id("Organization", org.id),
+        "url": api,
+        "repos_url": f"{api}/repos",
+        "events_url": f"{api}/events",
+        "hooks_url": f"{api}/hooks",
+        "issues_url": f"{api}/issues",
+        "members_url": f"{api}/members{{/member}}",
+        "public_members_url": f"{api}/public_members{{/member}}",
+        "avatar_url": f"https://avatars.githubusercontent.com/u/{org.id}?v=4",
+        "description": None,
+    }
+
+
+def org_membership(st: FakeState, m: OrgMembership) -> dict[str, Any]:
+    org = quote(m.org.login, safe="")
+    return {
+        "url": f"{st.api_url}/orgs/{org}/memberships/{quote(m.user.login, safe='')}",
+        "state": m.state,
+        "role": m.role,
+        "organization_url": f"{st.api_url}/orgs/{org}",
+        "organization": organization_simple(st, m.org),
+        "user": user(st, m.user),
+    }
+
+
+def team_membership(st: FakeState, team: Team, u: User, role: str,
+                    state: str = "active") -> dict[str, Any]:
+    return {
+        "url": f"{st.api_url}/organizations/{team.org.id}/team/{team.id}/memberships/"
+               f"{quote(u.login, safe='')}",
+        "role": role,
+        "state": state,
+    }
+
+
+def manifest_app(st: FakeState, conv: ManifestConversion, created_at: float) -> dict[str, Any]:
+    """POST /app-manifests/{code}/conversions: the App, its credentials and its key."""
+    m = conv.manifest
+    permissions = {"metadata": "read"}
+    raw_permissions = m.get("default_permissions")
+    if isinstance(raw_permissions, dict):
+        permissions.update({str(k): str(v) for k, v in raw_permissions.items()})
+    events = m.get("default_events")
+    description = m.get("description")
+    return {
+        "id": st.app_id,
+        "slug": st.app_slug,
+        "node_id": node_id("Integration", st.app_id),
+        "client_id": st.client_id,
+        "owner": user(st, conv.owner),
+        "name": conv.name,
+        "description": description if isinstance(description, str) else "",
+        "external_url": str(m.get("url", "")),
+        "html_url": f"{st.web_url}/apps/{st.app_slug}",
+        "created_at": iso(created_at),
+        "updated_at": iso(created_at),
+        "permissions": permissions,
+        "events": [str(e) for e in events] if isinstance(events, list) else [],
+        "client_secret": st.client_secret,
+        "webhook_secret": conv.webhook_secret,
+        "pem": st.private_key_pem,
+    }
 
 
 def author_association(st: FakeState, repo: Repo, u: User) -> str:

@@ -3,6 +3,10 @@
 One middleware does what GitHub does around every endpoint, in GitHub's order: injected
 faults, authentication, the primary (hourly) rate limit, secondary limits, the handler, then
 ETag/304 and the x-ratelimit-* headers. Handlers only deal with resources.
+
+The same host also serves the few github.com pages an App's users go through (Route auth
+"web"): the sign-in form, the OAuth web flow and the manifest flow. Those get faults and the
+request log, but no API authentication, budget or headers.
 """
 
 from __future__ import annotations
@@ -18,12 +22,15 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from html import escape
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import urlencode, urlsplit
 
 import jwt
 from aiohttp import web
+from yarl import URL
 
 from tests.fakegithub import graphql as gql
 from tests.fakegithub import render
@@ -35,12 +42,14 @@ from tests.fakegithub.state import (
     FakeState,
     Installation,
     Issue,
+    ManifestDraft,
     RateBucket,
     Reaction,
     Repo,
     RequestRecord,
     Token,
     User,
+    UserToken,
     iso,
 )
 
@@ -74,12 +83,14 @@ class GitHubError(Exception):
         *,
         errors: list[dict[str, Any]] | None = None,
         doc: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.errors = errors
         self.doc = doc
+        self.headers = headers or {}
 
 
 def not_found() -> GitHubError:
@@ -106,7 +117,11 @@ class Route:
     path: str
     handler: Handler
     doc: str
-    auth: str = "installation"  # "app" (JWT) | "installation" (token) | "any"
+    # "app" (JWT) | "installation" (token) | "any" (either, or a user token) | "user" (a user
+    # access token; an installation token is refused with 403) | "none" (API without auth:
+    # the anonymous budget, or the caller's when it sends credentials) | "web" (a github.com
+    # page: no API authentication, rate limits or API headers)
+    auth: str = "installation"
     counted: bool = True  # False: costs no rate-limit budget (GET /rate_limit)
     creates_content: bool = False  # counts toward the secondary content-creation limits
 
@@ -135,13 +150,19 @@ def route(
 
 @dataclass
 class Caller:
-    kind: str  # "app" | "installation"
+    kind: str  # "app" | "installation" | "user" | "anonymous"
     installation: Installation | None = None
     token: Token | None = None
+    user: User | None = None
+    user_token: UserToken | None = None
 
     @property
     def bucket_key(self) -> str:
-        return "app" if self.installation is None else f"installation:{self.installation.id}"
+        if self.installation is not None:
+            return f"installation:{self.installation.id}"
+        if self.user is not None:
+            return f"user:{self.user.id}"
+        return "anonymous" if self.kind == "anonymous" else "app"
 
 
 CALLER = web.RequestKey("fakegithub_caller", Caller)
@@ -346,8 +367,21 @@ def authenticate(st: FakeState, request: web.Request, kind: str) -> Caller:
     scheme, _, cred = header.strip().partition(" ")
     scheme, cred = scheme.lower(), cred.strip()
     if not header:
+        if kind == "none":
+            return Caller("anonymous")
         raise GitHubError(401, "Requires authentication", doc=DOC_REST)
+    if kind == "none":
+        kind = "any"  # credentials that are sent must be good ones
+    user_token = st.user_tokens.get(cred) if scheme in ("token", "bearer") else None
+    if user_token is not None and kind in ("user", "any"):
+        if not user_token.valid(time.time()):
+            raise GitHubError(401, "Bad credentials", doc=DOC_REST)
+        return Caller("user", user=user_token.user, user_token=user_token)
     token = st.tokens.get(cred) if scheme in ("token", "bearer") else None
+    if kind == "user":
+        # Only a user access token will do; an installation token authenticates (and is
+        # then refused by the handler, as GitHub refuses it), anything else is bad.
+        kind = "installation"
     if kind == "app" or (kind == "any" and token is None and scheme == "bearer"):
         if scheme != "bearer":
             raise GitHubError(401, "A JSON web token could not be decoded", doc=DOC_REST)
@@ -418,6 +452,7 @@ async def github_middleware(request: web.Request, handler: Handler) -> web.Strea
             request.query_string,
             caller.installation.id if caller and caller.installation else None,
             time.time(),
+            caller.user.login if caller and caller.user else None,
         )
     )
     return resp
@@ -440,6 +475,15 @@ async def _serve(
         unknown.headers.update(anonymous_rate_headers())
         return unknown
 
+    if r.auth == "web":
+        # github.com itself, not the API: no API authentication, budget or headers.
+        page = await handler(request)
+        late = st.pick_failure(request.method, request.path, after=True)
+        if late is not None:
+            st.injected_failures += 1
+            return fault_response(late)
+        return page
+
     try:
         caller = authenticate(st, request, r.auth)
     except GitHubError as e:
@@ -453,12 +497,18 @@ async def _serve(
     bucket = st.bucket(caller.bucket_key, resource)
     if r.counted and bucket.remaining <= 0:
         st.primary_limit_responses += 1
-        who = (
-            f"installation ID {caller.installation.id}"
-            if caller.installation
-            else f"app ID {st.app_id}"
-        )
-        message = f"API rate limit exceeded for {who}."
+        if caller.installation:
+            message = f"API rate limit exceeded for installation ID {caller.installation.id}."
+        elif caller.user:
+            message = f"API rate limit exceeded for user ID {caller.user.id}."
+        elif caller.kind == "anonymous":
+            message = (
+                f"API rate limit exceeded for {request.remote}. (But here's the good news: "
+                "Authenticated requests get a higher rate limit. Check out the documentation "
+                "for more details.)"
+            )
+        else:
+            message = f"API rate limit exceeded for app ID {st.app_id}."
         if resource == "graphql":
             err = json_response({"errors": [{"type": "RATE_LIMITED", "message": message}]})
         else:
@@ -487,6 +537,7 @@ async def _serve(
         resp = await handler(request)
     except GitHubError as e:
         resp = error_response(e.status, e.message, e.doc or r.doc, e.errors)
+        resp.headers.update(e.headers)
     late = st.pick_failure(request.method, request.path, after=True)
     if late is not None:
         st.injected_failures += 1
@@ -1211,6 +1262,603 @@ async def remove_issue_label(request: web.Request) -> web.Response:
     return json_response(render.issue(st, issue)["labels"])
 
 
+# ----------------------------------------------------------------------------- the user
+def user_of(request: web.Request) -> User:
+    """The user of a user access token; GitHub refuses an installation token with 403."""
+    user = caller_of(request).user
+    if user is None:
+        raise GitHubError(403, "Resource not accessible by integration")
+    return user
+
+
+def _find_org(st: FakeState, login: str) -> User:
+    org = st.users.get(login.lower())
+    if org is None or org.type != "Organization":
+        raise not_found()
+    return org
+
+
+@route("GET", "/user", doc="https://docs.github.com/rest/users/users#get-the-authenticated-user",
+       auth="user")
+async def get_authenticated_user(request: web.Request) -> web.Response:
+    return json_response(render.private_user(state_of(request), user_of(request)))
+
+
+@route(
+    "GET",
+    "/user/installations",
+    doc="https://docs.github.com/rest/apps/installations#list-app-installations-accessible-to-the-user-access-token",
+    auth="user",
+)
+async def list_user_installations(request: web.Request) -> web.Response:
+    st = state_of(request)
+    installations = st.user_installations(user_of(request).login)
+    page, headers = paginate(request, installations)
+    return json_response(
+        {"total_count": len(installations),
+         "installations": [render.installation(st, i) for i in page]},
+        headers=headers,
+    )
+
+
+@route(
+    "GET",
+    "/user/memberships/orgs/{org}",
+    doc="https://docs.github.com/rest/orgs/members#get-an-organization-membership-for-the-authenticated-user",
+    auth="user",
+)
+async def get_own_org_membership(request: web.Request) -> web.Response:
+    st = state_of(request)
+    user = user_of(request)
+    org = _find_org(st, request.match_info["org"])
+    # A user access token reaches only what both the user and the App can: the App must
+    # be installed on the organization.
+    if not any(i.account is org for i in st.installations.values()):
+        raise GitHubError(403, "Resource not accessible by integration")
+    membership = st.org_membership(org.login, user.login)
+    if membership is None:
+        raise not_found()
+    return json_response(render.org_membership(st, membership))
+
+
+# ----------------------------------------------------------------------------- org members
+_LEVELS = {"read": 1, "write": 2, "admin": 3}
+
+
+def _grants(level: str | None, need: str) -> bool:
+    return _LEVELS.get(level or "", 0) >= _LEVELS[need]
+
+
+def _org_for_members(request: web.Request) -> User:
+    """The addressed organization, when the caller may read its members: an installation
+    on that organization whose installation (and token) hold `members: read`."""
+    st = state_of(request)
+    caller = caller_of(request)
+    org = _find_org(st, request.match_info["org"])
+    inst = caller.installation
+    token_level = caller.token.permissions.get("members") if caller.token else None
+    if (inst is None or inst.account is not org
+            or not _grants(inst.permissions.get("members"), "read")
+            or not _grants(token_level, "read")):
+        raise GitHubError(403, "Resource not accessible by integration",
+                          headers={"X-Accepted-GitHub-Permissions": "members=read"})
+    return org
+
+
+@route(
+    "GET",
+    "/orgs/{org}/memberships/{username}",
+    doc="https://docs.github.com/rest/orgs/members#get-organization-membership-for-a-user",
+)
+async def get_org_membership(request: web.Request) -> web.Response:
+    st = state_of(request)
+    st.org_membership_requests += 1
+    org = _org_for_members(request)
+    membership = st.org_membership(org.login, request.match_info["username"])
+    if membership is None:
+        raise not_found()
+    return json_response(render.org_membership(st, membership))
+
+
+@route(
+    "GET",
+    "/orgs/{org}/teams/{team_slug}/memberships/{username}",
+    doc="https://docs.github.com/rest/teams/members#get-team-membership-for-a-user",
+)
+async def get_team_membership(request: web.Request) -> web.Response:
+    st = state_of(request)
+    st.team_membership_requests += 1
+    org = _org_for_members(request)
+    team = st.teams.get((org.login.lower(), request.match_info["team_slug"].lower()))
+    username = request.match_info["username"]
+    role = team.members.get(username.lower()) if team is not None else None
+    membership = st.org_membership(org.login, username)
+    if team is None or role is None or membership is None:
+        raise not_found()
+    if membership.role == "admin":
+        role = "maintainer"  # GitHub: an organization owner's team role is maintainer
+    return json_response(render.team_membership(st, team, membership.user, role,
+                                                membership.state))
+
+
+# ----------------------------------------------------------------------------- github.com
+SESSION_COOKIE = "user_session"
+OAUTH_TOKEN_DOC = ("https://docs.github.com/apps/managing-oauth-apps/"
+                   "troubleshooting-oauth-app-access-token-request-errors/")
+OAUTH_AUTHORIZE_DOC = ("https://docs.github.com/apps/managing-oauth-apps/"
+                       "troubleshooting-authorization-request-errors/")
+REDIRECT_MISMATCH = "The redirect_uri MUST match the registered callback URL for this application."
+LOGIN_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}")
+MANIFEST_DOC = "https://docs.github.com/apps/sharing-github-apps/registering-a-github-app-from-a-manifest"
+# Events GitHub sends every App unasked; a manifest may not subscribe to them.
+UNSUBSCRIBABLE_EVENTS = frozenset(
+    {"installation", "installation_repositories", "installation_target",
+     "github_app_authorization"}
+)
+# Events that need one of these permissions (metadata, always granted, is not listed).
+EVENT_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    "check_run": ("checks",),
+    "check_suite": ("checks",),
+    "commit_comment": ("contents",),
+    "create": ("contents",),
+    "delete": ("contents",),
+    "deployment": ("deployments",),
+    "deployment_status": ("deployments",),
+    "issues": ("issues",),
+    "issue_comment": ("issues", "pull_requests"),
+    "membership": ("members",),
+    "organization": ("members",),
+    "pull_request": ("pull_requests",),
+    "pull_request_review": ("pull_requests",),
+    "pull_request_review_comment": ("pull_requests",),
+    "push": ("contents",),
+    "release": ("contents",),
+    "status": ("statuses",),
+    "team": ("members",),
+    "workflow_job": ("actions",),
+    "workflow_run": ("actions",),
+}
+MAX_APP_NAME = 34
+
+
+def html_page(title: str, body: str, status: int = 200) -> web.Response:
+    document = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(title)} · GitHub</title></head>\n<body>\n{body}\n</body></html>\n"
+    )
+    return web.Response(text=document, status=status, content_type="text/html",
+                        charset="utf-8")
+
+
+def web_not_found() -> web.Response:
+    return html_page("Page not found",
+                     "<h1>404</h1><p>This is not the web page you are looking for.</p>", 404)
+
+
+def redirect(location: str, status: int = 302) -> web.Response:
+    return web.Response(status=status, headers={"Location": location})
+
+
+def with_query(url: str, params: dict[str, str | None]) -> str:
+    """`url` with `params` (None values left out) added to its query string."""
+    return str(URL(url).update_query({k: v for k, v in params.items() if v is not None}))
+
+
+def _http_url(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def callback_matches(callback: str, redirect_uri: str) -> bool:
+    """GitHub's rule: same scheme, host and port; the path the callback's or below it."""
+    cb, ru = urlsplit(callback), urlsplit(redirect_uri)
+    try:
+        same_port = cb.port == ru.port
+    except ValueError:
+        return False
+    if cb.scheme != ru.scheme or (cb.hostname or "") != (ru.hostname or "") or not same_port:
+        return False
+    base = cb.path.rstrip("/")
+    return ru.path in (base, base + "/") or ru.path.startswith(base + "/")
+
+
+def local_path(target: str | None) -> str:
+    """`target` when it is a path on this site, else "/" (no open redirects)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def browser_user(request: web.Request) -> User | None:
+    """Who is signed in on the fake's github.com in this browser (the `user_session` cookie)."""
+    return state_of(request).session_user(request.cookies.get(SESSION_COOKIE))
+
+
+def to_sign_in(return_to: str, login: str | None = None) -> web.Response:
+    params = {"return_to": return_to}
+    if login:
+        params["login"] = login
+    return redirect("/login?" + urlencode(params))
+
+
+def _sign_in_form(return_to: str, login: str = "", error: str | None = None,
+                  status: int = 200) -> web.Response:
+    flash = f'<div class="flash flash-error" role="alert">{escape(error)}</div>\n' if error else ""
+    return html_page("Sign in to GitHub", (
+        "<h1>Sign in to GitHub</h1>\n" + flash +
+        '<form action="/session" method="post">\n'
+        '<label for="login_field">Username or email address</label>\n'
+        f'<input type="text" name="login" id="login_field" value="{escape(login)}" '
+        'autocomplete="username" autofocus required>\n'
+        f'<input type="hidden" name="return_to" value="{escape(return_to)}">\n'
+        '<input type="submit" name="commit" value="Sign in">\n'
+        "</form>"
+    ), status)
+
+
+@route("GET", "/", doc="https://github.com", auth="web")
+async def web_home(request: web.Request) -> web.Response:
+    user = browser_user(request)
+    if user is None:
+        return html_page("GitHub", '<p><a href="/login">Sign in</a></p>')
+    return html_page("GitHub", (
+        f'<p>Signed in as <strong class="css-truncate-target">{escape(user.login)}</strong></p>'
+        '\n<p><a href="/logout">Sign out</a></p>'
+    ))
+
+
+@route("GET", "/login", doc="https://github.com/login", auth="web")
+async def web_login(request: web.Request) -> web.Response:
+    return_to = local_path(request.query.get("return_to"))
+    if browser_user(request) is not None:
+        return redirect(return_to)
+    return _sign_in_form(return_to, request.query.get("login", ""))
+
+
+@route("POST", "/session", doc="https://github.com/login", auth="web")
+async def web_create_session(request: web.Request) -> web.Response:
+    st = state_of(request)
+    form = await request.post()
+    login = str(form.get("login", "")).strip()
+    return_to = local_path(str(form.get("return_to", "")))
+    existing = st.users.get(login.lower())
+    if not LOGIN_RE.fullmatch(login) or (existing is not None and existing.type != "User"):
+        return _sign_in_form(return_to, login, "Incorrect username or password.", 422)
+    value = st.web_session(login)
+    resp = redirect(return_to)
+    resp.set_cookie(SESSION_COOKIE, value, path="/", httponly=True, samesite="Lax")
+    resp.set_cookie("logged_in", "yes", path="/", httponly=True, samesite="Lax")
+    resp.set_cookie("dotcom_user", st.user(login).login, path="/", httponly=True,
+                    samesite="Lax")
+    return resp
+
+
+@route("GET", "/logout", doc="https://github.com/logout", auth="web")
+async def web_logout_page(request: web.Request) -> web.Response:
+    return html_page("Sign out", (
+        "<h1>Are you sure you want to sign out?</h1>\n"
+        '<form action="/logout" method="post"><input type="submit" value="Sign out"></form>'
+    ))
+
+
+@route("POST", "/logout", doc="https://github.com/logout", auth="web")
+async def web_logout(request: web.Request) -> web.Response:
+    state_of(request).web_sessions.pop(request.cookies.get(SESSION_COOKIE, ""), None)
+    resp = redirect("/")
+    for name in (SESSION_COOKIE, "logged_in", "dotcom_user"):
+        resp.del_cookie(name, path="/")
+    return resp
+
+
+# ----------------------------------------------------------------------------- OAuth web flow
+@route(
+    "GET",
+    "/login/oauth/authorize",
+    doc="https://docs.github.com/apps/creating-github-apps/authenticating-with-a-github-app/generating-a-user-access-token-for-a-github-app",
+    auth="web",
+)
+async def oauth_authorize(request: web.Request) -> web.Response:
+    st = state_of(request)
+    q = request.query
+    if q.get("client_id") != st.client_id:
+        return web_not_found()
+    state = q.get("state")
+    given = q.get("redirect_uri")
+    if given is None or given == "":
+        if not st.callback_urls:
+            return html_page("Application error", (
+                "<h1>The redirect_uri is missing</h1><p>This GitHub App has no callback URL; "
+                "the authorization request must name one.</p>"
+            ), 422)
+        redirect_uri = st.callback_urls[0]
+    elif st.callback_urls and not any(callback_matches(cb, given) for cb in st.callback_urls):
+        # GitHub sends the error to the App's registered callback URL, not to the given one.
+        st.oauth_errors += 1
+        return redirect(with_query(st.callback_urls[0], {
+            "error": "redirect_uri_mismatch",
+            "error_description": REDIRECT_MISMATCH,
+            "error_uri": OAUTH_AUTHORIZE_DOC + "#redirect-uri-mismatch",
+            "state": state,
+        }))
+    elif not _http_url(given):
+        return html_page("Application error",
+                         "<h1>The redirect_uri is not a valid URL</h1>", 422)
+    else:
+        redirect_uri = given
+    user = browser_user(request)
+    if user is None:
+        return to_sign_in(request.path_qs, q.get("login"))
+    code = st.issue_oauth_code(user.login, redirect_uri, state=state)
+    return redirect(with_query(redirect_uri, {"code": code.code, "state": state}))
+
+
+async def _oauth_params(request: web.Request) -> dict[str, str]:
+    """The access_token endpoint's parameters: query string, then a form or JSON body."""
+    params = {k: v for k, v in request.query.items()}
+    if request.content_type == "application/json":
+        try:
+            data = json.loads(await request.read() or b"{}")
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            params.update({str(k): str(v) for k, v in data.items() if v is not None})
+    else:
+        form = await request.post()
+        params.update({k: v for k, v in form.items() if isinstance(v, str)})
+    return params
+
+
+@route(
+    "POST",
+    "/login/oauth/access_token",
+    doc="https://docs.github.com/apps/creating-github-apps/authenticating-with-a-github-app/generating-a-user-access-token-for-a-github-app",
+    auth="web",
+)
+async def oauth_access_token(request: web.Request) -> web.Response:
+    st = state_of(request)
+    params = await _oauth_params(request)
+    now = time.time()
+
+    def answer(data: dict[str, Any]) -> web.Response:
+        # GitHub answers JSON only when asked; otherwise a form-encoded body.
+        if "application/json" in request.headers.get("Accept", ""):
+            return json_response(data)
+        return web.Response(text=urlencode(data), content_type="application/x-www-form-urlencoded",
+                            charset="utf-8")
+
+    def error(code: str, description: str, uri: str) -> web.Response:
+        st.oauth_errors += 1
+        return answer({"error": code, "error_description": description, "error_uri": uri})
+
+    def issued(token: UserToken) -> web.Response:
+        return answer({
+            "access_token": token.token,
+            "expires_in": max(0, round(token.expires_at - now)),
+            "refresh_token": token.refresh_token,
+            "refresh_token_expires_in": max(0, round(token.refresh_expires_at - now)),
+            "token_type": "bearer",
+            "scope": "",
+        })
+
+    if params.get("client_id") != st.client_id or not secrets.compare_digest(
+            params.get("client_secret", "").encode(), st.client_secret.encode()):
+        return error("incorrect_client_credentials",
+                     "The client_id and/or client_secret passed are incorrect.",
+                     OAUTH_TOKEN_DOC + "#incorrect-client-credentials")
+    grant = params.get("grant_type", "authorization_code")
+    if grant == "refresh_token":
+        old = st.find_refresh_token(params.get("refresh_token", ""))
+        if old is None or old.client_id != st.client_id or not old.refreshable(now):
+            return error("bad_refresh_token", "The refresh token passed is incorrect or expired.",
+                         OAUTH_TOKEN_DOC + "#bad-refresh-token")
+        # The refresh token and the access token it came with stop working.
+        old.refresh_used = True
+        old.revoked = True
+        return issued(st.issue_user_token(old.user.login))
+    if grant != "authorization_code":
+        return error("unsupported_grant_type", "The grant_type passed is not supported.",
+                     OAUTH_TOKEN_DOC)
+    code = st.oauth_codes.get(params.get("code", ""))
+    if code is None or code.used or now >= code.expires_at or code.client_id != st.client_id:
+        return error("bad_verification_code", "The code passed is incorrect or expired.",
+                     OAUTH_TOKEN_DOC + "#bad-verification-code")
+    if params.get("redirect_uri") and params["redirect_uri"] != code.redirect_uri:
+        return error("redirect_uri_mismatch", REDIRECT_MISMATCH,
+                     OAUTH_AUTHORIZE_DOC + "#redirect-uri-mismatch2")
+    code.used = True
+    return issued(st.issue_user_token(code.user.login))
+
+
+# ----------------------------------------------------------------------------- manifest flow
+def validate_manifest(raw: Any) -> tuple[dict[str, Any], list[str]]:
+    """The manifest, and what GitHub would reject in it (empty when it is fine)."""
+    if not isinstance(raw, str) or not raw.strip():
+        return {}, ["Manifest can't be blank"]
+    try:
+        manifest = json.loads(raw)
+    except ValueError:
+        return {}, ["Manifest is not valid JSON"]
+    if not isinstance(manifest, dict):
+        return {}, ["Manifest must be a JSON object"]
+    errors: list[str] = []
+
+    def url_field(value: Any, label: str) -> None:
+        if value is None or value == "":
+            errors.append(f"{label} can't be blank")
+        elif not _http_url(value):
+            errors.append(f"{label} is not a valid URL")
+
+    url_field(manifest.get("url"), "Url")
+    hook = manifest.get("hook_attributes")
+    url_field(hook.get("url") if isinstance(hook, dict) else None, "Hook attributes url")
+    url_field(manifest.get("redirect_url"), "Redirect url")
+    name = manifest.get("name")
+    if name is not None and not isinstance(name, str):
+        errors.append("Name is invalid")
+    elif isinstance(name, str) and len(name) > MAX_APP_NAME:
+        errors.append(f"Name is too long (maximum is {MAX_APP_NAME} characters)")
+    callbacks = manifest.get("callback_urls", [])
+    if not isinstance(callbacks, list) or len(callbacks) > 10:
+        errors.append("Callback urls must be a list of at most 10 URLs")
+    else:
+        for cb in callbacks:
+            url_field(cb, "Callback url")
+    for key in ("setup_url",):
+        if manifest.get(key) is not None:
+            url_field(manifest[key], key.replace("_", " ").capitalize())
+    permissions = manifest.get("default_permissions", {})
+    if not isinstance(permissions, dict) or any(
+            not isinstance(v, str) or v not in _LEVELS for v in permissions.values()):
+        errors.append("Default permissions are invalid")
+        permissions = {}
+    events = manifest.get("default_events", [])
+    if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
+        errors.append("Default events must be a list of event names")
+        events = []
+    unsupported = [e for e in events if e in UNSUBSCRIBABLE_EVENTS]
+    if unsupported:
+        errors.append(f"Default events unsupported: {', '.join(unsupported)}")
+    for event in events:
+        needs = EVENT_PERMISSIONS.get(event, ())
+        if needs and not any(p in permissions for p in needs):
+            errors.append(f"Default events {event} requires the "
+                          f"{' or '.join(needs)} permission")
+    return manifest, errors
+
+
+def _manifest_errors_page(errors: list[str]) -> web.Response:
+    items = "".join(f"<li>{escape(e)}</li>" for e in errors)
+    return html_page("Invalid GitHub App manifest", (
+        "<h1>Invalid GitHub App configuration</h1>\n"
+        f'<ul class="flash flash-error" role="alert">{items}</ul>\n'
+        f'<p><a href="{MANIFEST_DOC}">Registering a GitHub App from a manifest</a></p>'
+    ), 422)
+
+
+def _manifest_page(draft: ManifestDraft, owner: User, name: str,
+                   error: str | None = None) -> web.Response:
+    flash = f'<div class="flash flash-error" role="alert">{escape(error)}</div>\n' if error else ""
+    return html_page(f"Create GitHub App for {owner.login}", (
+        f"<h1>Create GitHub App for <strong>{escape(owner.login)}</strong></h1>\n" + flash +
+        f'<p>GitHub App name: <strong id="manifest-name">{escape(name)}</strong></p>\n'
+        f'<form action="/settings/apps/manifest/{draft.id}" method="post">\n'
+        '<label for="integration_name">GitHub App name</label>\n'
+        f'<input type="text" id="integration_name" name="name" value="{escape(name)}" required>\n'
+        '<input type="submit" value="Create GitHub App">\n'
+        "</form>"
+    ), 422 if error else 200)
+
+
+def _manifest_owner(st: FakeState, draft: ManifestDraft, user: User) -> User | None:
+    """Whom the App is registered for; None when `user` may not register it there."""
+    if draft.org is None:
+        return user
+    membership = st.org_membership(draft.org.login, user.login)
+    ok = membership is not None and membership.role == "admin" and membership.state == "active"
+    return draft.org if ok else None
+
+
+@route("POST", "/settings/apps/new", "/organizations/{org}/settings/apps/new",
+       doc=MANIFEST_DOC, auth="web")
+async def manifest_new(request: web.Request) -> web.Response:
+    st = state_of(request)
+    org: User | None = None
+    if "org" in request.match_info:
+        org = st.users.get(request.match_info["org"].lower())
+        if org is None or org.type != "Organization":
+            return web_not_found()
+    form = await request.post()
+    manifest, errors = validate_manifest(form.get("manifest"))
+    if errors:
+        return _manifest_errors_page(errors)
+    draft = ManifestDraft(secrets.token_hex(16), manifest, org, request.query.get("state"),
+                          time.time() + st.manifest_code_ttl_seconds)
+    st.manifest_drafts[draft.id] = draft
+    user = browser_user(request)
+    if user is None:
+        # The manifest waits while the user signs in.
+        return to_sign_in(f"/settings/apps/manifest/{draft.id}")
+    owner = _manifest_owner(st, draft, user)
+    if owner is None:
+        return web_not_found()
+    return _manifest_page(draft, owner, str(manifest.get("name") or ""))
+
+
+def _draft(request: web.Request) -> ManifestDraft | None:
+    st = state_of(request)
+    draft = st.manifest_drafts.get(request.match_info["draft"])
+    if draft is None or time.time() >= draft.expires_at:
+        return None
+    return draft
+
+
+@route("GET", "/settings/apps/manifest/{draft}", doc=MANIFEST_DOC, auth="web")
+async def manifest_confirm_page(request: web.Request) -> web.Response:
+    draft = _draft(request)
+    if draft is None:
+        return web_not_found()
+    user = browser_user(request)
+    if user is None:
+        return to_sign_in(request.path)
+    owner = _manifest_owner(state_of(request), draft, user)
+    if owner is None:
+        return web_not_found()
+    return _manifest_page(draft, owner, str(draft.manifest.get("name") or ""))
+
+
+@route("POST", "/settings/apps/manifest/{draft}", doc=MANIFEST_DOC, auth="web")
+async def manifest_confirm(request: web.Request) -> web.Response:
+    st = state_of(request)
+    draft = _draft(request)
+    if draft is None:
+        return web_not_found()
+    user = browser_user(request)
+    if user is None:
+        return to_sign_in(request.path)
+    owner = _manifest_owner(st, draft, user)
+    if owner is None:
+        return web_not_found()
+    form = await request.post()
+    name = str(form.get("name", draft.manifest.get("name") or "")).strip()
+    if not name:
+        return _manifest_page(draft, owner, name, "Name can't be blank")
+    if len(name) > MAX_APP_NAME:
+        return _manifest_page(draft, owner, name,
+                              f"Name is too long (maximum is {MAX_APP_NAME} characters)")
+    del st.manifest_drafts[draft.id]
+    conversion = st.create_manifest_code(draft.manifest, owner.login, name=name)
+    return redirect(with_query(str(draft.manifest["redirect_url"]),
+                               {"code": conversion.code, "state": draft.state}))
+
+
+@route(
+    "POST",
+    "/app-manifests/{code}/conversions",
+    doc="https://docs.github.com/rest/apps/apps#create-a-github-app-from-a-manifest",
+    auth="none",
+)
+async def manifest_conversion(request: web.Request) -> web.Response:
+    st = state_of(request)
+    now = time.time()
+    conversion = st.manifest_codes.get(request.match_info["code"])
+    if conversion is None or conversion.used or now >= conversion.expires_at:
+        raise not_found()
+    conversion.used = True
+    # GitHub generates the webhook secret (a manifest cannot set one).
+    conversion.webhook_secret = secrets.token_hex(20)
+    st.webhook_secret = conversion.webhook_secret
+    # The fake now is the App the manifest describes (same id, key and client).
+    st.app_name = conversion.name
+    st.app_owner = conversion.owner
+    callbacks = conversion.manifest.get("callback_urls")
+    if isinstance(callbacks, list):
+        st.callback_urls = [str(c) for c in callbacks]
+    st.manifest_conversions += 1
+    return json_response(render.manifest_app(st, conversion, now), 201)
+
+
 # ----------------------------------------------------------------------------- graphql
 @route("POST", "/graphql", doc="https://docs.github.com/graphql")
 async def graphql(request: web.Request) -> web.Response:
@@ -1285,11 +1933,22 @@ class FakeGitHub:
             "APP_ID": str(self.app_id),
             "PRIVATE_KEY": self.private_key_pem,
             "APP_NAME": self.state.app_slug,
+            "GITHUB_URL": self.url,
+            "GITHUB_CLIENT_ID": self.state.client_id,
+            "GITHUB_CLIENT_SECRET": self.state.client_secret,
         }
 
     def installation_token(self, installation_id: int) -> str:
         """A fresh installation token without the JWT round trip (for arranging tests)."""
         return self.state.issue_token(installation_id).token
+
+    def user_token(self, login: str) -> str:
+        """A user access token (ghu_) for `login` without the web flow."""
+        return self.state.issue_user_token(login).token
+
+    def session_cookie(self, login: str) -> dict[str, str]:
+        """Cookies of a browser signed in on the fake's github.com as `login`."""
+        return {SESSION_COOKIE: self.state.web_session(login)}
 
     async def start(self) -> FakeGitHub:
         runner = web.AppRunner(create_app(self.state), access_log=None, shutdown_timeout=0.1)

@@ -39,6 +39,16 @@ DEFAULT_INSTALLATION_PERMISSIONS: dict[str, str] = {
     "organization_administration": "read",
 }
 DEFAULT_INSTALLATION_EVENTS = ["issue_comment", "push", "repository"]
+# Organization roles (GET /orgs/{org}/memberships/{username} `role`): "admin" is an owner.
+ORG_ROLES = ("admin", "member")
+TEAM_ROLES = ("member", "maintainer")
+MEMBERSHIP_STATES = ("active", "pending")
+# GitHub's lifetimes for the web flow's credentials.
+USER_TOKEN_TTL = 28800  # ghu_ user access tokens: 8 hours
+REFRESH_TOKEN_TTL = 15897600  # ghr_ refresh tokens: 6 months
+OAUTH_CODE_TTL = 600  # the authorize step's code: 10 minutes
+MANIFEST_CODE_TTL = 3600  # the manifest flow's code: 1 hour
+_ALNUM = string.ascii_letters + string.digits
 # Label colour GitHub gives labels created implicitly (e.g. by creating an issue with them).
 DEFAULT_LABEL_COLOR = "ededed"
 
@@ -74,6 +84,87 @@ class User:
     # organizations default to "write"; "read" there makes every repository "read".
     default_workflow_permissions: str = "write"
     can_approve_pull_request_reviews: bool = False
+    # Profile fields GET /user shows (the private user's view).
+    name: str | None = None
+    email: str | None = None
+    created_at: float = 0.0
+
+
+@dataclass(eq=False)
+class OrgMembership:
+    """A user's membership of an organization (GitHub: "admin" = owner, or "member")."""
+
+    org: User
+    user: User
+    role: str = "member"
+    state: str = "active"  # "pending": invited, not yet accepted
+
+
+@dataclass(eq=False)
+class Team:
+    id: int
+    org: User
+    slug: str
+    name: str
+    # lower-cased login -> "member" | "maintainer"
+    members: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class UserToken:
+    """A user access token (ghu_) the App got for a user through the web flow."""
+
+    token: str
+    user: User
+    client_id: str
+    expires_at: float
+    refresh_token: str
+    refresh_expires_at: float
+    revoked: bool = False
+    refresh_used: bool = False
+
+    def valid(self, now: float) -> bool:
+        return not self.revoked and now < self.expires_at
+
+    def refreshable(self, now: float) -> bool:
+        return not self.refresh_used and now < self.refresh_expires_at
+
+
+@dataclass(eq=False)
+class OAuthCode:
+    """The authorize step's code: single use, bound to the client and the redirect_uri."""
+
+    code: str
+    client_id: str
+    redirect_uri: str
+    user: User
+    state: str | None
+    expires_at: float
+    used: bool = False
+
+
+@dataclass(eq=False)
+class ManifestDraft:
+    """A manifest POSTed to .../settings/apps/new, waiting for the user to confirm it."""
+
+    id: str
+    manifest: dict[str, Any]
+    org: User | None  # None: the signed-in user's own account
+    state: str | None
+    expires_at: float
+
+
+@dataclass(eq=False)
+class ManifestConversion:
+    """A confirmed manifest; POST /app-manifests/{code}/conversions exchanges its code once."""
+
+    code: str
+    manifest: dict[str, Any]
+    owner: User
+    name: str
+    expires_at: float
+    used: bool = False
+    webhook_secret: str = ""
 
 
 @dataclass(eq=False)
@@ -217,6 +308,8 @@ class RateLimitConfig:
     # GitHub's window is an hour; shorten it so a test can watch the budget come back.
     reset_after_seconds: float = 3600.0
     status: int = 403  # GitHub answers 403 (sometimes 429) once the budget is spent
+    # Unauthenticated API requests (GitHub: 60 an hour per IP address).
+    anonymous_limit: int = 60
     # Per-installation overrides of `limit` (core), by installation id.
     installation_limits: dict[int, int] = field(default_factory=dict)
 
@@ -275,6 +368,7 @@ class RequestRecord:
     query: str = ""
     installation_id: int | None = None
     at: float = 0.0
+    user_login: str | None = None  # the user of a user access token
 
 
 def _window_wait(
@@ -324,6 +418,7 @@ class FakeState:
                 "label": 7000000,
                 "reaction": 3000000,
                 "commit": 1,
+                "team": 4000000,
             }.items()
         }
         self.users: dict[str, User] = {}
@@ -337,6 +432,29 @@ class FakeState:
 
         # Auth
         self.token_ttl_seconds: float = 3600.0
+
+        # The App's OAuth client (the web flow and the manifest flow hand these out).
+        self.client_secret = hashlib.sha1(f"{slug}:client-secret:{seed}".encode()).hexdigest()
+        # Registered callback URLs; empty: any redirect_uri is accepted.
+        self.callback_urls: list[str] = []
+        # The App's webhook secret, once the manifest flow has generated one.
+        self.webhook_secret: str | None = None
+        self.user_token_ttl_seconds: float = USER_TOKEN_TTL
+        self.refresh_token_ttl_seconds: float = REFRESH_TOKEN_TTL
+        self.oauth_code_ttl_seconds: float = OAUTH_CODE_TTL
+        self.manifest_code_ttl_seconds: float = MANIFEST_CODE_TTL
+        self.user_tokens: dict[str, UserToken] = {}
+        self._refresh_tokens: dict[str, UserToken] = {}
+        self.oauth_codes: dict[str, OAuthCode] = {}
+        # Browser sessions of the fake's github.com: `user_session` cookie value -> user.
+        self.web_sessions: dict[str, User] = {}
+        self.manifest_drafts: dict[str, ManifestDraft] = {}
+        self.manifest_codes: dict[str, ManifestConversion] = {}
+
+        # Organizations: lower-cased org login -> lower-cased user login -> membership.
+        self.memberships: dict[str, dict[str, OrgMembership]] = {}
+        # (lower-cased org login, lower-cased team slug) -> Team
+        self.teams: dict[tuple[str, str], Team] = {}
 
         # Rate limits
         self.rate_limit = RateLimitConfig()
@@ -371,6 +489,12 @@ class FakeState:
         self.secondary_limit_responses = 0
         self.injected_failures = 0
         self.unauthorized_responses = 0
+        self.org_membership_requests = 0  # GET /orgs/{org}/memberships/{username} answered
+        self.team_membership_requests = 0  # GET /orgs/{org}/teams/{slug}/memberships/{username}
+        self.oauth_codes_issued = 0  # authorize redirects that carried a code
+        self.oauth_tokens_issued = 0  # user access tokens from code or refresh exchanges
+        self.oauth_errors = 0  # access_token answers with an `error` (and authorize errors)
+        self.manifest_conversions = 0  # successful POST /app-manifests/{code}/conversions
         self.in_flight = 0
         self.max_in_flight = 0
 
@@ -406,9 +530,173 @@ class FakeState:
         """The user with this login, created on first use."""
         found = self.users.get(login.lower())
         if found is None:
-            found = User(login=login, id=self.next_id("user"), type=type)
+            found = User(login=login, id=self.next_id("user"), type=type,
+                         created_at=time.time() - 86400)
             self.users[login.lower()] = found
         return found
+
+    # ----------------------------------------------------------------- organizations & teams
+    def _org(self, org: str) -> User:
+        account = self.user(org, "Organization")
+        if account.type != "Organization":
+            raise ValueError(f"{org} is a {account.type}, not an organization")
+        return account
+
+    def add_org_member(self, org: str, login: str, role: str = "member", *,
+                       state: str = "active") -> OrgMembership:
+        """Make `login` a member ("member") or an owner ("admin") of `org`; replaces any
+        earlier membership. state="pending" is an invitation not yet accepted."""
+        if role not in ORG_ROLES:
+            raise ValueError(role)
+        if state not in MEMBERSHIP_STATES:
+            raise ValueError(state)
+        membership = OrgMembership(self._org(org), self.user(login), role, state)
+        self.memberships.setdefault(org.lower(), {})[login.lower()] = membership
+        return membership
+
+    def remove_org_member(self, org: str, login: str) -> OrgMembership | None:
+        """Remove the membership, and (as GitHub does) the user from the org's teams."""
+        for (team_org, _), team in self.teams.items():
+            if team_org == org.lower():
+                team.members.pop(login.lower(), None)
+        return self.memberships.get(org.lower(), {}).pop(login.lower(), None)
+
+    def org_membership(self, org: str, login: str) -> OrgMembership | None:
+        return self.memberships.get(org.lower(), {}).get(login.lower())
+
+    def add_team(self, org: str, slug: str, members: Iterable[str] = (), *,
+                 name: str | None = None, maintainers: Iterable[str] = ()) -> Team:
+        """A team of `org`; its members (and maintainers) become org members if they were not."""
+        key = (org.lower(), slug.lower())
+        if key in self.teams:
+            raise ValueError(f"team {org}/{slug} already exists")
+        team = Team(self.next_id("team"), self._org(org), slug.lower(), name or slug)
+        self.teams[key] = team
+        for login in members:
+            self.add_team_member(org, slug, login)
+        for login in maintainers:
+            self.add_team_member(org, slug, login, role="maintainer")
+        return team
+
+    def team(self, org: str, slug: str) -> Team:
+        return self.teams[(org.lower(), slug.lower())]
+
+    def add_team_member(self, org: str, slug: str, login: str, role: str = "member") -> Team:
+        if role not in TEAM_ROLES:
+            raise ValueError(role)
+        team = self.team(org, slug)
+        if self.org_membership(org, login) is None:
+            self.add_org_member(org, login)  # GitHub: team members belong to the org
+        team.members[login.lower()] = role
+        self.user(login)
+        return team
+
+    def remove_team_member(self, org: str, slug: str, login: str) -> Team:
+        team = self.team(org, slug)
+        team.members.pop(login.lower(), None)
+        return team
+
+    # ----------------------------------------------------------------- the web flow (OAuth)
+    @property
+    def client_id(self) -> str:
+        """The App's OAuth client id ("Iv1." + hex), as on its settings page."""
+        return self.app_client_id
+
+    @client_id.setter
+    def client_id(self, value: str) -> None:
+        self.app_client_id = value
+
+    def web_session(self, login: str) -> str:
+        """Sign `login` in on the fake's github.com: the `user_session` cookie's value."""
+        user = self.user(login)
+        if user.type != "User":
+            raise ValueError(f"{login} is a {user.type}; only users sign in")
+        value = secrets.token_urlsafe(32)
+        self.web_sessions[value] = user
+        return value
+
+    def session_user(self, cookie: str | None) -> User | None:
+        return self.web_sessions.get(cookie) if cookie else None
+
+    def issue_oauth_code(self, login: str, redirect_uri: str, *, state: str | None = None,
+                         client_id: str | None = None) -> OAuthCode:
+        """The code GET /login/oauth/authorize hands the browser (single use, 10 minutes)."""
+        code = OAuthCode(
+            code=secrets.token_hex(10),
+            client_id=client_id or self.client_id,
+            redirect_uri=redirect_uri,
+            user=self.user(login),
+            state=state,
+            expires_at=time.time() + self.oauth_code_ttl_seconds,
+        )
+        self.oauth_codes[code.code] = code
+        self.oauth_codes_issued += 1
+        return code
+
+    def issue_user_token(self, login: str, *, ttl: float | None = None) -> UserToken:
+        """A user access token (ghu_) with its refresh token (ghr_), as the exchange mints."""
+        now = time.time()
+        token = UserToken(
+            token="ghu_" + "".join(secrets.choice(_ALNUM) for _ in range(36)),
+            user=self.user(login),
+            client_id=self.client_id,
+            expires_at=now + (self.user_token_ttl_seconds if ttl is None else ttl),
+            refresh_token="ghr_" + "".join(secrets.choice(_ALNUM) for _ in range(76)),
+            refresh_expires_at=now + self.refresh_token_ttl_seconds,
+        )
+        self.user_tokens[token.token] = token
+        self._refresh_tokens[token.refresh_token] = token
+        self.oauth_tokens_issued += 1
+        return token
+
+    def find_refresh_token(self, refresh_token: str) -> UserToken | None:
+        return self._refresh_tokens.get(refresh_token)
+
+    def expire_user_tokens(self, login: str | None = None) -> None:
+        now = time.time()
+        for token in self.user_tokens.values():
+            if login is None or token.user.login.lower() == login.lower():
+                token.expires_at = min(token.expires_at, now - 1)
+
+    def revoke_user_tokens(self, login: str | None = None) -> int:
+        count = 0
+        for token in self.user_tokens.values():
+            if login is None or token.user.login.lower() == login.lower():
+                count += 0 if token.revoked else 1
+                token.revoked = True
+                token.refresh_used = True
+        return count
+
+    def user_installations(self, login: str) -> list[Installation]:
+        """The App's installations `login` can access (GET /user/installations): the user's
+        own account's, those of organizations the user is an active member of, and those
+        holding a repository the user collaborates on."""
+        user = self.user(login)
+        key = login.lower()
+        found: list[Installation] = []
+        for inst in sorted(self.installations.values(), key=lambda i: i.id):
+            acct = inst.account
+            membership = self.org_membership(acct.login, login)
+            if (acct is user
+                    or (membership is not None and membership.state == "active")
+                    or any(r.collaborators.get(key, "none") != "none" for r in inst.repos)):
+                found.append(inst)
+        return found
+
+    # ----------------------------------------------------------------- the manifest flow
+    def create_manifest_code(self, manifest: Mapping[str, Any], owner: str, *,
+                             name: str | None = None) -> ManifestConversion:
+        """What confirming a manifest on .../settings/apps/new creates: a code for
+        POST /app-manifests/{code}/conversions (single use, 1 hour)."""
+        conversion = ManifestConversion(
+            code=secrets.token_hex(10),
+            manifest=dict(manifest),
+            owner=self.user(owner),
+            name=name or str(manifest.get("name") or self.app_name),
+            expires_at=time.time() + self.manifest_code_ttl_seconds,
+        )
+        self.manifest_codes[conversion.code] = conversion
+        return conversion
 
     # ----------------------------------------------------------------- installations
     def add_installation(
@@ -840,12 +1128,15 @@ class FakeState:
 
     # ----------------------------------------------------------------- rate limits
     def bucket(self, key: str, resource: str = "core") -> RateBucket:
-        """Primary budget for `key` ("installation:<id>" or "app"), rolled over when due."""
+        """Primary budget for `key` ("installation:<id>", "user:<id>", "app" or "anonymous"),
+        rolled over when due."""
         now = time.time()
         cfg = self.rate_limit
         limit = cfg.graphql_limit if resource == "graphql" else cfg.limit
         if resource == "core" and key.startswith("installation:"):
             limit = cfg.installation_limits.get(int(key.split(":", 1)[1]), limit)
+        elif key == "anonymous":
+            limit = cfg.anonymous_limit
         found = self._buckets.get((key, resource))
         if found is None or now >= found.reset_at:
             reset_at = now + self.rate_limit.reset_after_seconds
