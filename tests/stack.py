@@ -20,7 +20,7 @@ from app.db.session import dispose_all, sessionmaker
 from app.github.client import GitHub
 from app.services.context import Services
 from app.settings import Settings
-from app.web.app import create_app
+from app.web.app import WebAccessLogger, create_app
 from app.web.webhooks import sign
 from tasks.worker import create_worker
 from tests.dbutil import fresh_database
@@ -99,7 +99,8 @@ async def running_stack(*, github_url: str, app_id: int, private_key: str, redis
                            **extra},
     )
     pool = await create_pool(RedisSettings.from_dsn(redis_url))
-    runner = web.AppRunner(create_app(settings, redis=pool, database_url=database_url))
+    runner = web.AppRunner(create_app(settings, redis=pool, database_url=database_url),
+                           access_log_class=WebAccessLogger)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

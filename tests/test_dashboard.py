@@ -482,3 +482,103 @@ async def test_job_monitor_shows_a_failure_and_retry_runs_it(
         row = await db.get(FailedJob, failed[0].id)
         assert row is not None and row.retried_by == OWNER
         assert await db.scalar(select(Installation.id)) == inst.id
+
+
+# ----------------------------------------------------------------------------- sessions
+async def test_switching_between_installations_and_signing_out(
+        dash: Stack, fake_github: FakeGitHub) -> None:
+    st = fake_github.state
+    setup_org(st, n=2)
+    other = st.add_installation("globex", [{"name": ".github", "files": {}}],
+                                permissions={"members": "read", "contents": "read",
+                                             "metadata": "read", "issues": "write"})
+    st.add_org_member("globex", OWNER, "admin")
+    for inst in st.installations.values():
+        await dash.deliver("installation", hooks.installation(st, inst))
+    await dash.drain()
+    async with browser() as http:
+        landed = await sign_in(http, dash, fake_github, OWNER)
+        home = await landed.text()
+        # Two organizations: the home page lists both, and every page has the switcher.
+        assert landed.url.path == "/" and "/orgs/acme" in home and "/orgs/globex" in home
+        page = await text(http, f"{dash.base_url}/orgs/acme/repos")
+        assert '<option value="globex"' in page and '<option value="acme" selected' in page
+        async with http.get(f"{dash.base_url}/", params={"org": "globex"}) as resp:
+            assert resp.url.path == "/orgs/globex"
+            assert "globex" in await resp.text()
+        async with http.post(f"{dash.base_url}/logout", data={"csrf": csrf_of(page)}) as resp:
+            assert "Sign in with GitHub" in await resp.text()
+        async with http.get(f"{dash.base_url}/orgs/acme", allow_redirects=False) as resp:
+            assert resp.status == 303
+    assert other.id
+
+
+async def test_expired_or_tampered_session_is_signed_out(dash: Stack,
+                                                         fake_github: FakeGitHub) -> None:
+    import time as time_mod
+
+    from app.web.access import _fernet
+
+    st = fake_github.state
+    setup_org(st, n=2)
+    await install(dash, st)
+    user = st.user(OWNER)
+    secret = dash.settings.require_session_secret()
+    payload = json.dumps({"created": int(time_mod.time()),
+                          "session": {"uid": user.id, "login": OWNER, "csrf": "t"}}).encode()
+    fernet = _fernet(secret)
+    fresh = fernet.encrypt(payload).decode()
+    stale = fernet.encrypt_at_time(
+        payload, int(time_mod.time()) - dash.settings.SESSION_MAX_AGE - 60).decode()
+    async with aiohttp.ClientSession() as http:
+        for cookie, signed_in in ((fresh, True), (stale, False), (fresh[:-4] + "AAAA", False)):
+            async with http.get(f"{dash.base_url}/orgs/acme", allow_redirects=False,
+                                headers={"Cookie": f"pe_session={cookie}"}) as resp:
+                assert (resp.status == 200) is signed_in, resp.status
+
+
+async def test_cookie_is_secure_behind_https_and_no_secret_reaches_pages_or_logs(
+        fake_github: FakeGitHub, redis_url: str, database_url: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    st = fake_github.state
+    st.web_url = fake_github.url
+    setup_org(st, n=2)
+    async with running_stack(
+            github_url=fake_github.url, app_id=fake_github.app_id,
+            private_key=fake_github.private_key_pem, redis_url=redis_url,
+            database_url=database_url, GITHUB_URL=fake_github.url,
+            GITHUB_CLIENT_ID=st.client_id, GITHUB_CLIENT_SECRET=st.client_secret,
+            PUBLIC_URL="https://enforcer.example.com") as stack:
+        await install(stack, st)
+        async with browser() as http:
+            async with http.get(f"{stack.base_url}/login", allow_redirects=False) as resp:
+                set_cookie = resp.headers["Set-Cookie"]
+                authorize = resp.headers["Location"]
+            assert "Secure" in set_cookie and "HttpOnly" in set_cookie
+            assert "SameSite=Lax" in set_cookie
+            # The OAuth callback is PUBLIC_URL's, whatever Host the request had.
+            from urllib.parse import unquote
+
+            assert "redirect_uri=https://enforcer.example.com/login/callback" \
+                in unquote(authorize)
+    async with running_stack(
+            github_url=fake_github.url, app_id=fake_github.app_id,
+            private_key=fake_github.private_key_pem, redis_url=redis_url,
+            database_url=database_url, GITHUB_URL=fake_github.url,
+            GITHUB_CLIENT_ID=st.client_id, GITHUB_CLIENT_SECRET=st.client_secret) as stack:
+        await install(stack, st)
+        caplog.set_level("DEBUG")
+        pages = []
+        async with browser() as http:
+            await sign_in(http, stack, fake_github, OWNER)
+            for path in ("/orgs/acme", "/orgs/acme/repos", "/orgs/acme/config",
+                         "/orgs/acme/scans", "/orgs/acme/actions", "/jobs"):
+                pages.append(await text(http, f"{stack.base_url}{path}"))
+        issued = list(st.user_tokens)
+        assert issued and all(t.startswith("ghu_") for t in issued)
+        logged = "\n".join(r.getMessage() for r in caplog.records)
+        secrets_ = [*issued, st.client_secret, stack.settings.require_session_secret(),
+                    "PRIVATE KEY", *(c.code for c in st.oauth_codes.values())]
+        for secret in secrets_:
+            assert secret not in logged
+            assert all(secret not in p for p in pages)

@@ -130,14 +130,22 @@ async def _static(request: web.Request) -> web.StreamResponse:
         "Content-Type": STATIC_FILES[name], "Cache-Control": "public, max-age=300"})
 
 
+# Their query strings carry one-time credentials (OAuth and manifest codes): not logged.
+QUERY_NOT_LOGGED = frozenset({"/login/callback", "/setup/callback"})
+
+
 class WebAccessLogger(AccessLogger):
     """aiohttp's access log, less the webhook path: each delivery already gets one line
     from the handler (event, action, installation, outcome, time), and a second, poorer
-    line per delivery would cost the hot path as much again."""
+    line per delivery would cost the hot path as much again. The sign-in and registration
+    callbacks are logged without their query string (codes, state)."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        if request.path != WEBHOOK_PATH:
-            super().log(request, response, time)
+        if request.path == WEBHOOK_PATH:
+            return
+        if request.path in QUERY_NOT_LOGGED and request.query_string:
+            request = request.clone(rel_url=request.rel_url.with_query(None))
+        super().log(request, response, time)
 
 
 def create_runner(app: web.Application) -> web.AppRunner:
