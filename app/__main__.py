@@ -108,16 +108,12 @@ def _require_session_secret(settings: Settings) -> None:
 
 def ensure_session_secret(env_file: Path) -> bool:
     """`make run`: give a development checkout a SESSION_SECRET of its own in `.env` on
-    first start (mode 0600). Returns True when one was written."""
-    if os.environ.get("SESSION_SECRET"):
+    first start. Returns True when one was written."""
+    from app.envfile import env_keys, set_env_values
+
+    if os.environ.get("SESSION_SECRET") or "SESSION_SECRET" in env_keys(env_file):
         return False
-    lines = env_file.read_text(encoding="utf-8").splitlines() if env_file.exists() else []
-    if any(line.split("=", 1)[0].strip() == "SESSION_SECRET" for line in lines):
-        return False
-    lines.append(f"SESSION_SECRET={secrets.token_urlsafe(48)}")
-    fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write("\n".join(lines) + "\n")
+    set_env_values(env_file, {"SESSION_SECRET": secrets.token_urlsafe(48)})
     return True
 
 

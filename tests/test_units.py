@@ -77,6 +77,40 @@ def test_cli_bad_setting_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert "PORT" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("value", [None, "too-short", "x" * 64])
+def test_web_without_a_strong_session_secret_is_one_line_and_exit_2(
+        tmp_path: Path, value: str | None) -> None:
+    env = {"PATH": "/usr/bin:/bin", "REDIS_URL": "redis://127.0.0.1:1/0",
+           "PYTHONPATH": str(Path(__file__).parents[1])}
+    if value is not None:
+        env["SESSION_SECRET"] = value
+    proc = subprocess.run([sys.executable, "-m", "app", "web"], capture_output=True,
+                          text=True, cwd=tmp_path, env=env, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "SESSION_SECRET" in proc.stderr and "Traceback" not in proc.stderr
+    if value is not None:
+        assert value not in proc.stderr
+
+
+def test_dev_generates_a_session_secret_once(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.__main__ import ensure_session_secret
+    from app.settings import session_secret_weakness
+
+    monkeypatch.delenv("SESSION_SECRET", raising=False)
+    env_file = tmp_path / ".env"
+    env_file.write_text("APP_ID=1\n")
+    assert ensure_session_secret(env_file) is True
+    assert ensure_session_secret(env_file) is False  # kept on the next start
+    lines = env_file.read_text().splitlines()
+    assert lines[0] == "APP_ID=1"  # other lines kept
+    (secret,) = [line.split("=", 1)[1].strip('"') for line in lines
+                 if line.startswith("SESSION_SECRET=")]
+    assert session_secret_weakness(secret) is None
+    assert env_file.stat().st_mode & 0o077 == 0
+
+
 def test_database_url_gets_the_async_driver() -> None:
     make = Settings  # a plain postgres:// URL, as hosting platforms hand it out
     assert make(DATABASE_URL="postgres://u:p@h/db", _env_file=None).DATABASE_URL == \

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import os
 import re
 import secrets
 from pathlib import Path
@@ -22,6 +21,7 @@ import aiohttp_session
 from aiohttp import web
 from ruamel.yaml import YAML
 
+from app.envfile import set_env_values
 from app.web.access import page
 from app.web.state import STATE
 from app.web.webhooks import WEBHOOK_PATH
@@ -127,28 +127,9 @@ async def setup_callback(request: web.Request) -> web.StreamResponse:
               "WEBHOOK_SECRET": str(data.get("webhook_secret") or ""),
               "GITHUB_CLIENT_ID": str(data.get("client_id") or ""),
               "GITHUB_CLIENT_SECRET": str(data.get("client_secret") or "")}
-    write_env(state.env_path, values)
+    set_env_values(state.env_path, values)
     log.info("app registration: App %s (%s) registered; credentials written to %s",
              data["id"], data.get("slug"), state.env_path)
     return await page(request, "registered.html", slug=str(data.get("slug") or ""),
                       html_url=str(data.get("html_url") or ""), env_path=str(state.env_path),
                       error=None)
-
-
-def _env_line(key: str, value: str) -> str:
-    # One line per variable: the PEM's newlines as \n escapes, which Settings undoes.
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'{key}="{escaped}"'
-
-
-def write_env(path: Path, values: dict[str, str]) -> None:
-    """Set `values` in the .env file (other lines kept), readable by its owner only."""
-    lines: list[str] = []
-    if path.exists():
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines()
-                 if line.split("=", 1)[0].strip() not in values]
-    lines += [_env_line(k, v) for k, v in values.items() if v]
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write("\n".join(lines) + "\n")
-    os.chmod(path, 0o600)
