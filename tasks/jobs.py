@@ -17,7 +17,7 @@ from arq import Retry
 from sqlalchemy import delete, select, update
 
 from app.db.models import Installation, Scan, WebhookDelivery, utcnow
-from app.github.errors import RateLimited
+from app.github.errors import RateLimited, describe_error
 from app.services import commands, job_monitor, reconcile, scanning, webhooks
 from app.services.context import Services
 from app.services.queue import exclusive, finish_coalesced, note_job, start_coalesced
@@ -127,6 +127,7 @@ async def scan_installation(ctx: Ctx, installation_id: int) -> int | None:
     earlier = [int(n["scan"]) for n in notes if n.get("scan") is not None]
 
     async def created(scan_id: int) -> None:
+        earlier.append(scan_id)
         await note_job(svc.redis, key, job_id, {"scan": scan_id})
 
     async def work() -> int | None:
@@ -135,7 +136,17 @@ async def scan_installation(ctx: Ctx, installation_id: int) -> int | None:
                 svc, installation_id, trigger, scan_id=max(earlier) if earlier else None,
                 on_created=created)
 
-    result = await _run(ctx, f"full scan of installation {installation_id}", work)
+    try:
+        result = await _run(ctx, f"full scan of installation {installation_id}", work)
+    except Retry:
+        raise
+    except Exception as exc:
+        # Failed for good: its record says so (a Scan Now is not held up by a scan that
+        # will never finish), and the job monitor keeps the job for a Retry.
+        if earlier:
+            await scanning.fail_scan(svc, max(earlier), describe_error(exc))
+        await finish_coalesced(svc.redis, key, job_id)
+        raise
     await finish_coalesced(svc.redis, key, job_id)
     return result
 

@@ -13,6 +13,7 @@ from typing import Any
 from arq import Retry
 from arq.typing import WorkerCoroutine
 
+from app.github.errors import describe_error
 from app.logs import log_context
 from app.metrics import observe_job
 from app.services import job_monitor
@@ -52,13 +53,13 @@ async def _run(function: Job, ctx: dict[str, Any], args: tuple[Any, ...], svc: S
         return await function(ctx, *args)
     except Retry as exc:
         outcome = "retry"
-        error = describe(exc.__cause__) if exc.__cause__ is not None else None
+        error = describe_error(exc.__cause__) if exc.__cause__ is not None else None
         raise
     except asyncio.CancelledError:
         outcome = "cancelled"
         raise
     except Exception as exc:
-        outcome, error = "failed", describe(exc)
+        outcome, error = "failed", describe_error(exc)
         await _quietly(_record_failure(svc, job_id, name, args, tries, enqueued_ts,
                                        started, error))
         raise
@@ -66,13 +67,6 @@ async def _run(function: Job, ctx: dict[str, Any], args: tuple[Any, ...], svc: S
         observe_job(name, time.time() - started, outcome)
         await _quietly(job_monitor.job_finished(svc.redis, job_id, name, args, tries,
                                                 enqueued_ts, started, outcome, error))
-
-
-def describe(exc: BaseException) -> str:
-    """`BadRequest 403: Forbidden`: the class, GitHub's status when there is one, the text."""
-    status = getattr(exc, "status_code", None)
-    code = f" {int(status)}" if status is not None else ""
-    return f"{type(exc).__name__}{code}: {exc}"
 
 
 async def _record_failure(svc: Services, job_id: str, name: str, args: tuple[Any, ...],

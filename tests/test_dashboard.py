@@ -460,6 +460,10 @@ async def test_job_monitor_shows_a_failure_and_retry_runs_it(
     assert [(f.function, f.job_id, f.installation_id) for f in failed] == [
         ("scan_installation", "boom", inst.id)]
     assert "403" in failed[0].error
+    async with dash.db() as db:
+        stuck = await db.scalar(select(Scan).order_by(Scan.id.desc()).limit(1))
+    # Its scan record is closed as errored: it does not hold up a later Scan Now.
+    assert stuck is not None and stuck.status == "errored" and "403" in (stuck.detail or "")
     rule.remaining = 0
     async with browser() as http:
         await sign_in(http, dash, fake_github, MEMBER)  # a team member is no operator

@@ -14,3 +14,10 @@ class RateLimited(Exception):
 
 class NotConfigured(Exception):
     """The App's credentials (APP_ID, PRIVATE_KEY) are not set."""
+
+
+def describe_error(exc: BaseException) -> str:
+    """`BadRequest 403: Forbidden`: the class, GitHub's status when there is one, the text."""
+    status = getattr(exc, "status_code", None)
+    code = f" {int(status)}" if status is not None else ""
+    return f"{type(exc).__name__}{code}: {exc}"

@@ -8,7 +8,7 @@ from app.actions import REGISTRY as ACTIONS
 from app.actions import ActionContext, Outcome, ViolationView
 from app.config import PolicyConfig
 from app.db.models import ActionLog, Installation, Repository, Violation
-from app.github.errors import RateLimited
+from app.github.errors import RateLimited, describe_error
 from app.policies import REGISTRY as POLICIES
 from app.services.config import config_for
 from app.services.context import Services
@@ -67,9 +67,7 @@ async def reconcile_violation(svc: Services, installation_id: int, violation_id:
             raise
         except Exception as exc:
             log.exception("action %s for violation %s failed", name, v.id)
-            status = getattr(exc, "status_code", None)
-            code = f" {int(status)}" if status is not None else ""
-            outcome = Outcome("failed", f"{type(exc).__name__}{code}: {exc}"[:2000])
+            outcome = Outcome("failed", describe_error(exc)[:2000])
         async with svc.db() as db, db.begin():
             row = await db.get(Violation, violation_id, populate_existing=True)
             if row is None:

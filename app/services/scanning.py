@@ -527,6 +527,16 @@ async def _record(svc: Services, installation_id: int, got: Fetched, cfg: OrgCon
         return [v.id for v in stored.values() if _needs_reconcile(v, by_name.get(v.policy))]
 
 
+async def fail_scan(svc: Services, scan_id: int, reason: str) -> None:
+    """A full scan whose job gave up: errored, with the reason (repositories it had handed
+    to batches may still be counted in, but it no longer shows as running)."""
+    async with svc.db() as db, db.begin():
+        scan = await db.get(Scan, scan_id)
+        if scan is not None and scan.status in ("queued", "running"):
+            scan.status, scan.finished_at = "errored", utcnow()
+            scan.detail = reason[:2000]
+
+
 def _set_errored(repo: Repository, reason: str, now: datetime) -> None:
     repo.last_scanned_at, repo.last_scan_status = now, "errored"
     repo.last_scan_error = reason[:2000]
