@@ -586,3 +586,12 @@ async def test_cookie_is_secure_behind_https_and_no_secret_reaches_pages_or_logs
         for secret in secrets_:
             assert secret not in logged
             assert all(secret not in p for p in pages)
+
+
+async def test_every_route_has_an_access_level(dash: Stack) -> None:
+    """A route added without a level is refused; HEAD is allowed where GET is."""
+    async with aiohttp.ClientSession() as http:
+        async with http.head(f"{dash.base_url}/healthz") as resp:
+            assert resp.status == 200
+        async with http.head(f"{dash.base_url}/orgs/acme", allow_redirects=False) as resp:
+            assert resp.status == 303

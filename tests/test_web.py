@@ -542,6 +542,20 @@ async def test_pages_say_when_the_database_is_unreachable(redis_url: str) -> Non
     assert "not reachable" in text and "/proc/no-such-dir" not in text
 
 
+async def test_a_route_added_without_an_access_level_is_refused(
+    redis_url: str, database_url: str
+) -> None:
+    app = create_app(make_settings(redis_url, database_url))
+
+    async def sneaky(request: web.Request) -> web.Response:
+        return web.Response(text="org data")
+
+    app.router.add_get("/sneaky", sneaky)
+    async with serve(app) as session, session.get("/sneaky") as resp:
+        assert resp.status == 403
+        assert "org data" not in await resp.text()
+
+
 def test_create_app_requires_a_strong_session_secret(redis_url: str, database_url: str) -> None:
     with pytest.raises(SettingsError, match=r"^SESSION_SECRET: not set"):
         create_app(make_settings(redis_url, database_url, SESSION_SECRET=None))

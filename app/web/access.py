@@ -99,8 +99,10 @@ class Routes:
         app[ACCESS_TABLE] = self.table
 
     def get(self, path: str, handler: Handler, access: Access, name: str | None = None) -> None:
-        route = self.app.router.add_get(path, handler, name=name, allow_head=True)
-        self.table[route] = access
+        """GET, and HEAD with the same access."""
+        resource = self.app.router.add_resource(path, name=name)
+        self.table[resource.add_route("HEAD", handler)] = access
+        self.table[resource.add_route("GET", handler)] = access
 
     def post(self, path: str, handler: Handler, access: Access, name: str | None = None) -> None:
         self.table[self.app.router.add_post(path, handler, name=name)] = access
