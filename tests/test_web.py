@@ -8,13 +8,12 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from aiohttp import ClientResponse, ClientSession, web
-from aiohttp.test_utils import TestServer
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 from arq.jobs import JobDef
@@ -25,6 +24,7 @@ from app.embedded_redis import free_port
 from app.settings import Settings, SettingsError
 from app.web import create_app
 from app.web.webhooks import DEDUPE_TTL_SECONDS, MAX_BODY_BYTES, WEBHOOK_PATH
+from tests.ops import serve
 
 SECRET = "s3cret"
 FAKE_PEM = "-----BEGIN RSA PRIVATE KEY-----\nnot-a-real-key\n-----END RSA PRIVATE KEY-----"
@@ -68,17 +68,6 @@ def push_body(installation_id: int = 42) -> bytes:
         "repository": {"id": 7, "full_name": "acme/widgets"},
         "installation": {"id": installation_id},
     }).encode()
-
-
-@asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[ClientSession]:
-    server = TestServer(app, host="127.0.0.1", port=free_port())
-    await server.start_server()
-    try:
-        async with ClientSession(base_url=server.make_url("/")) as session:
-            yield session
-    finally:
-        await server.close()
 
 
 @pytest.fixture

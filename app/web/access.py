@@ -152,6 +152,14 @@ async def viewer_of(request: web.Request) -> Viewer | None:
     return viewer
 
 
+async def current_viewer(request: web.Request) -> Viewer:
+    """The signed-in user of a route that is not PUBLIC (the middleware made sure)."""
+    viewer = await viewer_of(request)
+    if viewer is None:
+        raise web.HTTPSeeOther("/login")
+    return viewer
+
+
 async def csrf_token(request: web.Request) -> str:
     """The session's CSRF token, made on first use (a new session is saved with it)."""
     session = await aiohttp_session.get_session(request)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from app.services import job_monitor
-from app.web.access import OPERATOR_SCOPE, page, viewer_of
+from app.web.access import OPERATOR_SCOPE, current_viewer, page
 from app.web.state import STATE
 
 QUEUED_SHOWN = 100
@@ -40,8 +40,7 @@ async def jobs(request: web.Request) -> web.StreamResponse:
 async def retry_job(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     scope = request[OPERATOR_SCOPE]
-    viewer = await viewer_of(request)
-    assert viewer is not None
+    viewer = await current_viewer(request)
     try:
         failure_id = int(request.match_info["failure_id"])
     except ValueError:

@@ -19,7 +19,7 @@ from app.services import dashboard
 from app.services.access import authorized_team
 from app.services.config import CONFIG_PATH, CONFIG_REPO, config_for
 from app.services.scanning import request_repo_scan, request_user_scan
-from app.web.access import org_grant, page, viewer_of
+from app.web.access import current_viewer, org_grant, page
 from app.web.exports import export_response, wants_export
 from app.web.state import STATE
 from app.web.trend import trend_svg
@@ -128,8 +128,7 @@ async def repository(request: web.Request) -> web.StreamResponse:
 async def rescan_repository(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     inst, _ = org_grant(request)
-    viewer = await viewer_of(request)
-    assert viewer is not None
+    viewer = await current_viewer(request)
     name = request.match_info["name"]
     async with state.db()() as db:
         detail = await dashboard.repository_detail(db, inst.id, f"{inst.account_login}/{name}",
@@ -204,7 +203,6 @@ async def check_config_again(request: web.Request) -> web.StreamResponse:
     """The onboarding's "check again": a full scan, which reads the config first."""
     state = request.app[STATE]
     inst, _ = org_grant(request)
-    viewer = await viewer_of(request)
-    assert viewer is not None
+    viewer = await current_viewer(request)
     await request_user_scan(state.services(), inst.id, viewer.login)
     raise web.HTTPSeeOther(f"/orgs/{inst.account_login}/config?checking=1")

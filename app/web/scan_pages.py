@@ -13,7 +13,7 @@ from aiohttp_sse import sse_response
 from app.db.models import Scan
 from app.services import dashboard
 from app.services.scanning import request_user_scan
-from app.web.access import org_grant, page, viewer_of
+from app.web.access import current_viewer, org_grant, page
 from app.web.state import STATE
 
 # How often a live scan is read again for its viewers, and how long one stream lasts (the
@@ -96,7 +96,6 @@ async def scan_now(request: web.Request) -> web.StreamResponse:
     """Queue a full scan (or join the one queued or running) and land on its progress."""
     state = request.app[STATE]
     inst, _ = org_grant(request)
-    viewer = await viewer_of(request)
-    assert viewer is not None
+    viewer = await current_viewer(request)
     scan_id, _queued = await request_user_scan(state.services(), inst.id, viewer.login)
     raise web.HTTPSeeOther(f"/orgs/{inst.account_login}/scans/{scan_id}")

@@ -127,21 +127,8 @@ def _installation_ref(inst: Installation) -> dict[str, Any]:
 
 
 def _organization(st: FakeState, org: User) -> dict[str, Any]:
-    api = f"{st.api_url}/orgs/{org.login}"
-    return {
-        "login": org.login,
-        "id": org.id,
-        "node_id": node_id("Organization", org.id),
-        "url": api,
-        "repos_url": f"{api}/repos",
-        "events_url": f"{api}/events",
-        "hooks_url": f"{api}/hooks",
-        "issues_url": f"{api}/issues",
-        "members_url": f"{api}/members{{/member}}",
-        "public_members_url": f"{api}/public_members{{/member}}",
-        "avatar_url": f"https://avatars.githubusercontent.com/u/{org.id}?v=4",
-        "description": "",
-    }
+    # Webhook payloads carry the org with an empty description (the REST shape has null).
+    return {**render.organization_simple(st, org), "description": ""}
 
 
 def webhook_repo(st: FakeState, r: Repo) -> dict[str, Any]:
