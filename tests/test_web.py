@@ -560,3 +560,11 @@ def test_create_app_requires_a_redis_url(
     settings = Settings(_env_file=None, DATABASE_URL=database_url)
     with pytest.raises(SettingsError, match="REDIS_URL"):
         create_app(settings)
+
+
+def test_error_texts_on_pages_are_masked() -> None:
+    from app.web.render import templates
+
+    page = templates.from_string("{{ text | redact }}").render(
+        text="BadRequest 401: token ghs_0123456789abcdefghijABCDEFGHIJ was refused")
+    assert "ghs_***" in page and "0123456789abcdef" not in page

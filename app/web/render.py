@@ -9,6 +9,8 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
+from app.logs import mask
+
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
 
@@ -35,6 +37,8 @@ templates = jinja2.Environment(
     lstrip_blocks=True,
 )
 templates.filters["when"] = when
+# Error texts shown on pages (a failed job's, a scan's) pass the log masker's token check too.
+templates.filters["redact"] = lambda text: mask(str(text), []) if text else text
 templates.globals["duration"] = duration
 
 
