@@ -15,7 +15,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/python -m app dev
 
+# The browser tests (tests/test_browser.py) drive Debian's chromium; say whether they run.
 test: $(STAMP)
+	@chromium=$$(command -v /usr/bin/chromium || command -v chromium || true); \
+	if [ -n "$$chromium" ]; then echo "browser tests: chromium found at $$chromium"; \
+	elif [ "$${REQUIRE_BROWSER:-}" = 1 ]; then \
+	  echo "browser tests: WILL FAIL (REQUIRE_BROWSER=1, chromium not installed; apt-get install chromium)"; \
+	else echo "browser tests: SKIPPED (chromium not installed; apt-get install chromium)"; fi
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -121,7 +121,7 @@ async def scan_installation(ctx: Ctx, installation_id: int) -> int | None:
     job_id = str(ctx.get("job_id"))
     notes = await start_coalesced(svc.redis, key, job_id)
     trigger = ",".join(sorted({str(n["trigger"]) for n in notes if n.get("trigger")})) \
-        or "unknown"
+        or ("retry" if job_id.startswith("retry:") else "unknown")
 
     # A try that was interrupted after creating its scan record continues that record.
     earlier = [int(n["scan"]) for n in notes if n.get("scan") is not None]

@@ -21,9 +21,12 @@ def when(value: datetime | None) -> str:
 def duration(start: datetime | None, end: datetime | None) -> str:
     if start is None:
         return "—"
-    seconds = int(((end or datetime.now(UTC)) - start).total_seconds())
-    if seconds < 60:
-        return f"{seconds} s"
+    exact = ((end or datetime.now(UTC)) - start).total_seconds()
+    if exact < 1:
+        return f"{max(0.0, exact) * 1000:.0f} ms"
+    if exact < 60:
+        return f"{exact:.1f} s"
+    seconds = int(exact)
     if seconds < 3600:
         return f"{seconds // 60} min {seconds % 60} s"
     return f"{seconds // 3600} h {seconds % 3600 // 60} min"

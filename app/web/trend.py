@@ -32,8 +32,8 @@ def trend_svg(points: Sequence[ComplianceDay], days: int, today: date) -> Markup
                      f'y2="{y(level):.1f}" class="grid"/>'
                      f'<text x="{LEFT - 6}" y="{y(level) + 4:.1f}" text-anchor="end">'
                      f"{level}%</text>")
-    for label_day in (first, today):
-        parts.append(f'<text x="{x(label_day):.1f}" y="{HEIGHT - 8}" text-anchor="middle">'
+    for label_day, anchor in ((first, "start"), (today, "end")):
+        parts.append(f'<text x="{x(label_day):.1f}" y="{HEIGHT - 8}" text-anchor="{anchor}">'
                      f"{label_day.isoformat()}</text>")
     segments: list[list[tuple[float, float, ComplianceDay]]] = []
     previous: date | None = None
