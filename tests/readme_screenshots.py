@@ -14,10 +14,10 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -39,9 +39,10 @@ OWNER = "olivia"
 SECRET = "readme-webhook-secret"
 
 
-async def wait_for(check: object, timeout: float = 60.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not await check():  # type: ignore[operator]
+async def wait_for(check: Callable[[], Awaitable[bool]], limit: float = 60.0) -> None:
+    """Poll another process's state (a server coming up, a scan finishing)."""
+    async with asyncio.timeout(limit):
+        while not await check():  # noqa: ASYNC110 - the state is another process's
             await asyncio.sleep(0.2)
 
 
@@ -62,7 +63,8 @@ async def run(out: Path) -> None:
                "PORT": str(port), "HOST": "127.0.0.1", "LOG_LEVEL": "WARNING",
                "SESSION_SECRET": uuid.uuid4().hex + uuid.uuid4().hex,
                "SCAN_DEBOUNCE_SECONDS": "0.2"}
-        proc = subprocess.Popen([sys.executable, "-m", "app", "dev"], cwd=tmp, env=env)
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "app", "dev",
+                                                    cwd=tmp, env=env)
         try:
             async with aiohttp.ClientSession() as http:
                 async def up() -> bool:
@@ -109,7 +111,6 @@ async def run(out: Path) -> None:
                 await page.get_by_role("link", name="Sign in with GitHub").click()
                 await submit_github_sign_in(page, gh.url, OWNER)
                 await expect(page.locator("[data-compliance]")).to_be_visible()
-                out.mkdir(parents=True, exist_ok=True)
                 await page.screenshot(path=str(out / "overview.png"), full_page=True)
                 await page.goto(f"{base}/orgs/acme/repos?sort=violations&order=desc")
                 await page.locator("[data-filter-input]").press_sequentially("svc-1")
@@ -119,14 +120,16 @@ async def run(out: Path) -> None:
                 await browser.close()
         finally:
             proc.send_signal(signal.SIGINT)
-            proc.wait(30)
+            await asyncio.wait_for(proc.wait(), 30)
     print(f"screenshots written to {out}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
-    asyncio.run(run(parser.parse_args().out))
+    out: Path = parser.parse_args().out
+    out.mkdir(parents=True, exist_ok=True)
+    asyncio.run(run(out))
 
 
 if __name__ == "__main__":
