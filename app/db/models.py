@@ -154,7 +154,9 @@ class Violation(Base):
 
 class ActionLog(Base):
     __tablename__ = "action_log"
-    __table_args__ = (Index("ix_action_log_installation", "installation_id", "at"),)
+    __table_args__ = (Index("ix_action_log_installation", "installation_id", "at"),
+                      # The action log page: newest first.
+                      Index("ix_action_log_installation_id", "installation_id", "id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     installation_id: Mapped[int] = mapped_column(BigInteger)

@@ -55,6 +55,11 @@ def upgrade() -> None:
     with op.batch_alter_table("violations", schema=None) as batch_op:
         batch_op.create_index("ix_violations_installation_state",
                               ["installation_id", "state", "policy"], unique=False)
+    # The action log page reads newest first (ORDER BY id DESC LIMIT 50): without it every
+    # request sorts the installation's whole log (250 ms at 200,000 rows; it is not pruned).
+    with op.batch_alter_table("action_log", schema=None) as batch_op:
+        batch_op.create_index("ix_action_log_installation_id", ["installation_id", "id"],
+                              unique=False)
     # Coalesced triggers ("webhook:push,user:someone,...") outgrew 64 characters.
     with op.batch_alter_table("scans", schema=None) as batch_op:
         batch_op.alter_column("trigger", existing_type=sa.String(length=64),
@@ -62,6 +67,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("action_log", schema=None) as batch_op:
+        batch_op.drop_index("ix_action_log_installation_id")
     with op.batch_alter_table("scans", schema=None) as batch_op:
         batch_op.alter_column("trigger", existing_type=sa.String(length=255),
                               type_=sa.String(length=64), existing_nullable=False)
