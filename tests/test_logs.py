@@ -25,7 +25,9 @@ from app.logs import (
 )
 from app.settings import Settings
 from app.web.webhooks import WEBHOOK_PATH
+from tests.fakegithub.server import FakeGitHub
 from tests.ops import ops_app, ops_settings, serve, signed_delivery
+from tests.stack import Stack
 
 # A secret with characters JSON escapes, so it is masked in its escaped form too.
 WEBHOOK_SECRET = 'hook-"secret"\\with-escapes'
@@ -207,3 +209,30 @@ async def test_webhook_lines_carry_delivery_and_installation(
     assert "installation_id" not in refused  # the payload was never read
     assert refused["level"] == "WARNING"
     assert log_fields() == {}
+
+
+async def test_job_lines_carry_job_and_installation(stack: Stack,
+                                                    fake_github: FakeGitHub) -> None:
+    """A worker's log lines, in JSON, name the job and the installation it works for."""
+    from tests.fakegithub import webhooks as hooks
+    from tests.test_e2e import build_org
+
+    out = io.StringIO()
+    handler = log_handler(settings("json"), out)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    level = root.level
+    root.setLevel(logging.INFO)
+    try:
+        inst, _ = build_org(fake_github.state, n=2)
+        status, _ = await stack.deliver("installation", hooks.installation(fake_github.state,
+                                                                           inst))
+        assert status == 202
+        await stack.drain()
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    scans = [r for r in records if "full scan" in r["message"] and "batches" in r["message"]]
+    assert scans and scans[0]["installation_id"] == inst.id
+    assert str(scans[0]["job_id"]).startswith("scan-installation:")
