@@ -31,6 +31,7 @@ from typing import Any
 
 import aiohttp_session
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from aiohttp.web_urldispatcher import AbstractRoute
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cryptography.fernet import Fernet
@@ -133,7 +134,7 @@ class SessionStorage(EncryptedCookieStorage):
         await super().save_session(request, response, session)
 
 
-def session_middleware(settings_secret: str, max_age: int, always_secure: bool) -> Any:
+def session_middleware(settings_secret: str, max_age: int, always_secure: bool) -> Middleware:
     return aiohttp_session.session_middleware(
         SessionStorage(settings_secret, max_age, always_secure))
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from aiohttp.web_log import AccessLogger
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
@@ -52,8 +53,8 @@ def create_app(
     # client_max_size admits exactly GitHub's 25 MB cap; a bigger body is answered 413.
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
-        middlewares=[storage_errors, session_middleware(secret, settings.SESSION_MAX_AGE,
-                                                        secure), access_middleware])
+        middlewares=[dashboard_middleware(
+            session_middleware(secret, settings.SESSION_MAX_AGE, secure))])
     app[STATE] = WebState(settings=settings, database_url=database_url or settings.DATABASE_URL,
                           redis=redis, env_path=env_path or Path(".env"))
     add_routes(Routes(app))
@@ -102,6 +103,26 @@ def _describe_storage_error(exc: BaseException) -> str:
         return "The database did not answer in time. Check DATABASE_URL and the database server."
     return ("The database or Redis is not reachable. Check DATABASE_URL, REDIS_URL and that "
             f"the servers are running ({type(exc).__name__}).")
+
+
+def dashboard_middleware(sessions: Middleware) -> Middleware:
+    """Storage errors → sessions → access, for every route but the webhook endpoint: a
+    delivery is authenticated by its signature, and the hot path pays one comparison."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path == WEBHOOK_PATH:
+            return await handler(request)
+
+        async def checked(req: web.Request) -> web.StreamResponse:
+            return await access_middleware(req, handler)
+
+        async def in_session(req: web.Request) -> web.StreamResponse:
+            return await sessions(req, checked)
+
+        return await storage_errors(request, in_session)
+
+    return middleware
 
 
 @web.middleware
