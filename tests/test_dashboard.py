@@ -105,6 +105,11 @@ async def test_owner_signs_in_and_sees_the_overview(dash: Stack,
         totals = re.search(r"data-compliance>([^<]+)<", html)
         assert totals is not None and totals.group(1).strip().endswith("%")
         assert "Require AGENTS.md" in html  # open violations per policy
+        by_policy = re.findall(r"</code></td><td>(\d+)</td></tr>", html)
+        opened = re.search(r"data-open>(\d+)<", html)
+        assert opened is not None and by_policy
+        assert int(opened.group(1)) == sum(map(int, by_policy)) == len(
+            await dash.violations("open"))
         assert "<svg" in html and "Compliance over the last 30 days" in html
         # The session cookie is HttpOnly and SameSite=Lax, and holds no token.
         (cookie,) = [c for c in http.cookie_jar if c.key == "pe_session"]

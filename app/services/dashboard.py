@@ -94,8 +94,9 @@ async def totals(db: AsyncSession, installation_id: int) -> Totals:
     for name, count, opened in rows:
         out.repositories += int(count)
         setattr(out, str(name).replace("-", "_"), int(count))
-        if name == "violating":
-            out.open_violations += int(opened or 0)
+        # Every open violation of a present repository, as the per-policy totals count them
+        # (an errored or archived repository may still hold some).
+        out.open_violations += int(opened or 0)
     return out
 
 
