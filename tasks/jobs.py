@@ -7,6 +7,7 @@ wait into a deferral that does not count against that bound.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,9 @@ T = TypeVar("T")
 # Failures (not rate-limit waits) a job may have before it gives up.
 MAX_TRIES = 6
 DELIVERY_RETENTION = timedelta(days=30)
+# Reading the config and listing an org's repositories takes seconds (a minute at 10,000
+# repositories); past this the full scan's job gives up on this try.
+SCAN_SETUP_TIMEOUT = 1200.0
 
 
 def _svc(ctx: Ctx) -> Services:
@@ -131,7 +135,9 @@ async def scan_installation(ctx: Ctx, installation_id: int) -> int | None:
         await note_job(svc.redis, key, job_id, {"scan": scan_id})
 
     async def work() -> int | None:
-        async with exclusive(svc.redis, key):
+        # Bounded within the job, so a scan that hangs fails here, where its record is
+        # closed, not in the wrapper around the job.
+        async with asyncio.timeout(SCAN_SETUP_TIMEOUT), exclusive(svc.redis, key):
             return await scanning.scan_installation(
                 svc, installation_id, trigger, scan_id=max(earlier) if earlier else None,
                 on_created=created)
@@ -186,7 +192,7 @@ async def scan_repo(ctx: Ctx, installation_id: int, repo_id: int) -> str:
             for sid in scan_ids:
                 await bump_scan(db, sid, ok=False)
         await finish_coalesced(svc.redis, key, job_id)
-        return f"errored: {reason}"
+        raise  # failed for good: the job monitor keeps it, with Retry
     async with svc.db() as db, db.begin():
         for sid in scan_ids:
             await bump_scan(db, sid, ok=True, opened=result.opened, resolved=result.resolved)

@@ -22,6 +22,11 @@ from app.services.context import Services
 log = logging.getLogger(__name__)
 
 Job = Callable[..., Awaitable[Any]]
+# arq's job timeout (tasks/worker.py). A job is stopped a little before it, so the stop is
+# an ordinary TimeoutError the monitor records as a failure (with Retry), not arq's silent
+# cancellation.
+JOB_TIMEOUT_SECONDS = 1800
+TIMEOUT_MARGIN_SECONDS = 30
 
 
 def monitored(function: Job) -> WorkerCoroutine:
@@ -50,7 +55,8 @@ async def _run(function: Job, ctx: dict[str, Any], args: tuple[Any, ...], svc: S
                                            enqueued_ts, started))
     outcome, error = "success", None
     try:
-        return await function(ctx, *args)
+        async with asyncio.timeout(JOB_TIMEOUT_SECONDS - TIMEOUT_MARGIN_SECONDS):
+            return await function(ctx, *args)
     except Retry as exc:
         outcome = "retry"
         error = describe_error(exc.__cause__) if exc.__cause__ is not None else None
@@ -60,6 +66,8 @@ async def _run(function: Job, ctx: dict[str, Any], args: tuple[Any, ...], svc: S
         raise
     except Exception as exc:
         outcome, error = "failed", describe_error(exc)
+        if isinstance(exc, TimeoutError) and not str(exc):
+            error = f"TimeoutError: the job ran for {time.time() - started:.0f} s and was stopped"
         await _quietly(_record_failure(svc, job_id, name, args, tries, enqueued_ts,
                                        started, error))
         raise

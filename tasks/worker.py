@@ -16,7 +16,7 @@ from app.github.client import GitHub
 from app.services.context import Services
 from app.settings import Settings
 from tasks import jobs
-from tasks.monitor import monitored
+from tasks.monitor import JOB_TIMEOUT_SECONDS, monitored
 
 # Results are not kept: job ids must be reusable as soon as a job finishes. arq's
 # max_tries is only a backstop; the jobs bound their own failures (jobs.MAX_TRIES) and
@@ -62,7 +62,8 @@ def worker_settings(settings: Settings, redis_url: str) -> dict[str, Any]:
         "on_shutdown": shutdown,
         "redis_settings": RedisSettings.from_dsn(redis_url),
         "max_jobs": 20,
-        "job_timeout": 1800,
+        # A little longer than monitored's own limit, which stops jobs first.
+        "job_timeout": JOB_TIMEOUT_SECONDS,
         "keep_result": 0,
         "retry_jobs": True,
         "handle_signals": True,

@@ -533,14 +533,21 @@ async def test_expired_or_tampered_session_is_signed_out(dash: Stack,
     await install(dash, st)
     user = st.user(OWNER)
     secret = dash.settings.require_session_secret()
-    payload = json.dumps({"created": int(time_mod.time()),
-                          "session": {"uid": user.id, "login": OWNER, "csrf": "t"}}).encode()
+    now = int(time_mod.time())
+    old_sign_in = now - dash.settings.SESSION_MAX_AGE - 60
+
+    def session(at: int) -> bytes:
+        return json.dumps({"created": now, "session": {"uid": user.id, "login": OWNER,
+                                                       "csrf": "t", "at": at}}).encode()
+
     fernet = _fernet(secret)
-    fresh = fernet.encrypt(payload).decode()
-    stale = fernet.encrypt_at_time(
-        payload, int(time_mod.time()) - dash.settings.SESSION_MAX_AGE - 60).decode()
+    fresh = fernet.encrypt(session(now)).decode()
+    stale = fernet.encrypt_at_time(session(now), old_sign_in).decode()
+    # Re-issued lately (a visit to /login re-saves the cookie), but signed in too long ago.
+    renewed = fernet.encrypt(session(old_sign_in)).decode()
     async with aiohttp.ClientSession() as http:
-        for cookie, signed_in in ((fresh, True), (stale, False), (fresh[:-4] + "AAAA", False)):
+        for cookie, signed_in in ((fresh, True), (stale, False), (renewed, False),
+                                  (fresh[:-4] + "AAAA", False)):
             async with http.get(f"{dash.base_url}/orgs/acme", allow_redirects=False,
                                 headers={"Cookie": f"pe_session={cookie}"}) as resp:
                 assert (resp.status == 200) is signed_in, resp.status
@@ -600,3 +607,100 @@ async def test_every_route_has_an_access_level(dash: Stack) -> None:
             assert resp.status == 200
         async with http.head(f"{dash.base_url}/orgs/acme", allow_redirects=False) as resp:
             assert resp.status == 303
+
+
+async def test_next_cannot_leave_the_site(dash: Stack, fake_github: FakeGitHub) -> None:
+    st = fake_github.state
+    setup_org(st, n=2)
+    await install(dash, st)
+    for target in ("//evil.example/x", "/\t/evil.example", "/\n/evil.example",
+                   "https://evil.example/", "/\\evil.example"):
+        async with browser() as http:
+            landed = await sign_in(http, dash, fake_github, OWNER, next_path=target)
+            assert landed.url.host == "127.0.0.1" and landed.url.path == "/orgs/acme", target
+    async with browser() as http:
+        landed = await sign_in(http, dash, fake_github, OWNER, next_path="/orgs/acme/config")
+        assert landed.url.path == "/orgs/acme/config"
+
+
+async def test_out_of_range_numbers_and_get_logout(dash: Stack, fake_github: FakeGitHub) -> None:
+    st = fake_github.state
+    setup_org(st, n=2)
+    await install(dash, st)
+    async with browser() as http:
+        await sign_in(http, dash, fake_github, OWNER)
+        huge = "9" * 25
+        await text(http, f"{dash.base_url}/orgs/acme/scans/{huge}", status=404)
+        for path in ("/orgs/acme/repos", "/orgs/acme/actions", "/orgs/acme/scans"):
+            await text(http, f"{dash.base_url}{path}", params={"page": huge})
+        # A GET of /logout (a link from anywhere) only asks; the POST signs out.
+        body = await text(http, f"{dash.base_url}/logout")
+        assert "data-signout" in body
+        await text(http, f"{dash.base_url}/orgs/acme")
+
+
+async def test_an_outsider_costs_no_membership_checks(dash: Stack,
+                                                      fake_github: FakeGitHub) -> None:
+    st = fake_github.state
+    setup_org(st, n=2)
+    await install(dash, st)
+    async with browser() as http:
+        landed = await sign_in(http, dash, fake_github, OUTSIDER)
+        assert "no organization" in (await landed.text())
+        await text(http, f"{dash.base_url}/")
+    assert st.count_requests("GET", "/orgs/acme/memberships") == 0
+
+
+async def test_a_full_scan_that_times_out_fails_visibly(
+        dash: Stack, fake_github: FakeGitHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopped by the time limit: recorded as a failure with Retry, and its record closed,
+    so the next Scan Now queues a new scan."""
+    from tasks import jobs
+
+    st = fake_github.state
+    setup_org(st, n=2)
+    await install(dash, st)
+    (inst,) = list(st.installations.values())
+    monkeypatch.setattr(jobs, "MAX_TRIES", 1)
+    monkeypatch.setattr(jobs, "SCAN_SETUP_TIMEOUT", 0.3)
+    st.latency = 0.5
+    async with browser() as http:
+        page = await (await sign_in(http, dash, fake_github, OWNER)).text()
+        async with http.post(f"{dash.base_url}/orgs/acme/scans", data={"csrf": csrf_of(page)},
+                             allow_redirects=False) as resp:
+            first = resp.headers["Location"]
+        await dash.drain()
+        st.latency = 0
+        async with dash.db() as db:
+            failed = list(await db.scalars(select(FailedJob)))
+            scan = await db.get(Scan, int(first.rsplit("/", 1)[1]))
+        assert [f.function for f in failed] == ["scan_installation"]
+        assert "TimeoutError" in failed[0].error
+        assert scan is not None and scan.status == "errored"
+        async with http.post(f"{dash.base_url}/orgs/acme/scans", data={"csrf": csrf_of(page)},
+                             allow_redirects=False) as resp:
+            assert resp.headers["Location"] != first
+    assert inst.id
+
+
+async def test_a_job_past_the_time_limit_is_a_recorded_failure(
+        dash: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from tasks import monitor
+    from tests.stack import services_for
+
+    monkeypatch.setattr(monitor, "JOB_TIMEOUT_SECONDS", monitor.TIMEOUT_MARGIN_SECONDS + 0.2)
+
+    async def scan_repo(ctx: dict[str, Any], installation_id: int, repo_id: int) -> None:
+        await asyncio.sleep(5)  # a job that hangs
+
+    job = monitor.monitored(scan_repo)
+    ctx = {"services": services_for(dash), "job_id": "hung", "job_try": 1}
+    with pytest.raises(TimeoutError):
+        await job(ctx, 7, 8)
+    async with dash.db() as db:
+        (failed,) = list(await db.scalars(select(FailedJob)))
+    assert (failed.function, failed.installation_id) == ("scan_repo", 7)
+    assert "stopped" in failed.error
+    assert await dash.redis.hlen("pe:jobs:running") == 0  # type: ignore[misc]

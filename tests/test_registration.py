@@ -96,6 +96,9 @@ async def test_manifest_flow_registers_and_writes_env(unregistered: tuple[str, P
         # The code was single use: replaying the callback fails without touching .env.
         async with http.get(str(resp.url)) as again:
             assert again.status in (400, 404)
+        # Registered: the flow is closed until the restart that reads .env.
+        async with http.get(f"{base}/") as resp:
+            assert "data-register" not in await resp.text()
 
 
 async def test_callback_with_a_foreign_state_is_refused(unregistered: tuple[str, Path]) -> None:
@@ -117,3 +120,11 @@ async def test_registration_is_only_offered_on_loopback(unregistered: tuple[str,
         async with http.get(f"{base}/setup/callback", headers=headers,
                             params={"code": "x", "state": "y"}) as resp:
             assert resp.status == 404
+        # A proxy on this machine that adds no header still forwards the public Host, or
+        # its own header.
+        for headers in ({"Host": "enforcer.example.com"}, {"X-Real-IP": "203.0.113.9"},
+                        {"Via": "1.1 proxy"}):
+            async with http.get(f"{base}/", headers=headers) as resp:
+                assert "data-register" not in await resp.text(), headers
+        async with http.get(f"{base}/", headers={"Host": "localhost:3000"}) as resp:
+            assert "data-register" in await resp.text()

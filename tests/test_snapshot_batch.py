@@ -19,6 +19,7 @@ from app.services.queue import try_lock_many
 from app.services.snapshot import (
     Fetched,
     SnapshotError,
+    SnapshotFailed,
     build_query,
     fetch_snapshots,
     version_of,
@@ -363,13 +364,13 @@ async def test_progress_counts_waiting_done_and_errored(
     full = await full_scan(stack)
     assert (full.status, full.done, full.errored, full.waiting, full.detail) == \
         ("running", 5, 0, 0, None)
-    # svc-01 went to a scan_repo job of its own; when that gives up, it counts as errored.
+    # svc-01 went to a scan_repo job of its own; when that gives up, it counts as errored
+    # (and the job fails, for the job monitor's Retry).
     svc01 = st.repo("acme/svc-01").id
     key = scanning.scan_key(inst.id, svc01)
     (queued,) = [j for j in await stack.redis.queued_jobs() if str(j.job_id).startswith(key)]
-    result = await jobs.scan_repo(_ctx(svc, str(queued.job_id), jobs.MAX_TRIES), inst.id,
-                                  svc01)
-    assert result.startswith("errored")
+    with pytest.raises(SnapshotFailed, match="Forbidden"):
+        await jobs.scan_repo(_ctx(svc, str(queued.job_id), jobs.MAX_TRIES), inst.id, svc01)
     full = await full_scan(stack)
     assert (full.status, full.done, full.errored, full.waiting) == ("errored", 5, 1, 0)
     async with stack.db() as db:

@@ -192,12 +192,22 @@ class RepoQuery:
         return {k: v for k, v in values.items() if v and defaults.get(k) != v}
 
 
+# Larger numbers from a URL are no page or id of ours (and overflow the databases' integers).
+MAX_NUMBER = 10**9
+
+
 def _positive(value: object, default: int) -> int:
     try:
         number = int(str(value))
     except ValueError:
         return default
-    return number if number > 0 else default
+    return number if 0 < number <= MAX_NUMBER else default
+
+
+def path_id(text: str) -> int | None:
+    """A record id from the path, or None when it cannot be one."""
+    number = _positive(text, 0)
+    return number or None
 
 
 @dataclass

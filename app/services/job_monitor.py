@@ -32,6 +32,7 @@ RECENT_KEY = "pe:jobs:recent"
 RECENT_MAX = 500
 # A running entry this old outlived the job timeout: its worker died.
 STALE_SECONDS = 2 * 3600
+FORGET_STALE_SECONDS = 24 * 3600
 FAILED_KEEP_DAYS = 30
 FAILED_KEEP_ROWS = 2000
 # Arguments larger than this are stored as their size only (the job cannot be retried).
@@ -214,12 +215,18 @@ async def queued(redis: ArqRedis, limit: int = 100) -> tuple[list[QueuedJob], in
 
 async def running(redis: ArqRedis) -> list[JobRun]:
     now = time.time()
-    runs = []
-    for value in (await redis.hgetall(RUNNING_KEY)).values():  # type: ignore[misc]
+    runs, gone = [], []
+    for job_id, value in (await redis.hgetall(RUNNING_KEY)).items():  # type: ignore[misc]
         run = _run_from(json.loads(value))
-        if run.started_at is not None and now - run.started_at.timestamp() > STALE_SECONDS:
+        age = now - run.started_at.timestamp() if run.started_at is not None else 0.0
+        if age > FORGET_STALE_SECONDS:
+            gone.append(job_id)  # a dead worker's, shown for a day: enough
+            continue
+        if age > STALE_SECONDS:
             run.outcome = "stale"
         runs.append(run)
+    if gone:
+        await redis.hdel(RUNNING_KEY, *gone)  # type: ignore[misc]
     return sorted(runs, key=lambda r: r.started_at or datetime.min.replace(tzinfo=UTC))
 
 

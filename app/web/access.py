@@ -25,6 +25,7 @@ import base64
 import enum
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 COOKIE_NAME = "pe_session"
+MAX_CANDIDATES = 100
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "X-CSRF-Token"
 
@@ -143,8 +145,13 @@ async def viewer_of(request: web.Request) -> Viewer | None:
     if VIEWER in request:
         return request[VIEWER]
     session = await aiohttp_session.get_session(request)
-    uid, login = session.get("uid"), session.get("login")
-    if not isinstance(uid, int) or not isinstance(login, str):
+    uid, login, at = session.get("uid"), session.get("login"), session.get("at")
+    if not isinstance(uid, int) or not isinstance(login, str) or not isinstance(at, int):
+        return None
+    # Absolute expiry from sign-in: the cookie is re-issued whenever the session changes
+    # (a visit to /login, say), which must not extend it.
+    if time.time() - at > request.app[STATE].settings.SESSION_MAX_AGE:
+        session.invalidate()
         return None
     raw = session.get("insts")
     candidates = [int(i) for i in raw if isinstance(i, int)] if isinstance(raw, list) else []
@@ -174,7 +181,10 @@ async def csrf_token(request: web.Request) -> str:
 async def sign_in(request: web.Request, user_id: int, login: str, candidates: list[int]) -> None:
     """A fresh session for the user (a new session id: no fixation from before sign-in)."""
     session = await aiohttp_session.new_session(request)
-    session["uid"], session["login"], session["insts"] = user_id, login, candidates[:500]
+    session["uid"], session["login"] = user_id, login
+    session["at"] = int(time.time())
+    # The switcher's candidates ride in the cookie, which browsers cap at 4 KB.
+    session["insts"] = candidates[:MAX_CANDIDATES]
     session[CSRF_FIELD] = secrets.token_urlsafe(32)
 
 
@@ -214,13 +224,16 @@ async def grant_on(state: WebState, inst: Installation, viewer: Viewer) -> Grant
 
 async def visible_installations(state: WebState, viewer: Viewer) -> list[tuple[Installation,
                                                                                 Grant]]:
-    """The installations the viewer may see (each checked; GitHub trouble counts as no)."""
+    """Of the installations GitHub listed for the viewer at sign-in, those they may see
+    (each checked; GitHub trouble counts as no). Never every installation: an outsider's
+    page views must not spend the budgets of orgs they have nothing to do with."""
+    if not viewer.candidates:
+        return []
     async with state.db()() as db:
-        query = select(Installation).where(Installation.active.is_(True))
-        if viewer.candidates:
-            query = query.where(Installation.id.in_(viewer.candidates))
-        installations = list(await db.scalars(query.order_by(Installation.account_login)
-                                              .limit(500)))
+        installations = list(await db.scalars(
+            select(Installation).where(Installation.active.is_(True),
+                                       Installation.id.in_(viewer.candidates))
+            .order_by(Installation.account_login)))
     out: list[tuple[Installation, Grant]] = []
     for inst in installations:
         try:

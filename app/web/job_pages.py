@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from app.services import job_monitor
+from app.services import dashboard, job_monitor
 from app.web.access import OPERATOR_SCOPE, current_viewer, page
 from app.web.state import STATE
 
@@ -41,10 +41,9 @@ async def retry_job(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     scope = request[OPERATOR_SCOPE]
     viewer = await current_viewer(request)
-    try:
-        failure_id = int(request.match_info["failure_id"])
-    except ValueError:
-        raise web.HTTPNotFound() from None
+    failure_id = dashboard.path_id(request.match_info["failure_id"])
+    if failure_id is None:
+        raise web.HTTPNotFound()
     async with state.db()() as db, db.begin():
         new_id = await job_monitor.retry(db, state.arq(), failure_id,
                                          None if scope.everything else scope.installations,

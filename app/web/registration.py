@@ -34,13 +34,25 @@ _ORG_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,37}[A-Za-z0-9])?")
 ENV_KEYS = ("APP_ID", "PRIVATE_KEY", "WEBHOOK_SECRET", "GITHUB_CLIENT_ID", "GITHUB_CLIENT_SECRET")
 
 
+# Headers a proxy may add; any of them means the browser is not on this machine.
+PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP", "X-Forwarded-Host", "Via")
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+
 def setup_allowed(request: web.Request) -> bool:
+    """Unregistered, and the browser is on this machine: a loopback peer that asked for a
+    loopback host, through no proxy (a same-host proxy that adds no header still sends the
+    public Host). Or SETUP_ALLOWED=1."""
     state = request.app[STATE]
-    if state.settings.APP_ID is not None:
+    if state.settings.APP_ID is not None or state.registered:
         return False
     if state.settings.SETUP_ALLOWED:
         return True
-    if "X-Forwarded-For" in request.headers or "Forwarded" in request.headers:
+    if any(name in request.headers for name in PROXY_HEADERS):
+        return False
+    host = (request.host or "").lower()
+    hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if hostname not in LOOPBACK_HOSTS and not hostname.startswith("127."):
         return False
     try:
         return ipaddress.ip_address(request.remote or "").is_loopback
@@ -128,6 +140,7 @@ async def setup_callback(request: web.Request) -> web.StreamResponse:
               "GITHUB_CLIENT_ID": str(data.get("client_id") or ""),
               "GITHUB_CLIENT_SECRET": str(data.get("client_secret") or "")}
     set_env_values(state.env_path, values)
+    state.registered = True  # one registration per start: no second App can overwrite it
     log.info("app registration: App %s (%s) registered; credentials written to %s",
              data["id"], data.get("slug"), state.env_path)
     return await page(request, "registered.html", slug=str(data.get("slug") or ""),

@@ -60,9 +60,8 @@ async def scan_detail(request: web.Request) -> web.StreamResponse:
 
 
 async def _scan(request: web.Request, installation_id: int) -> Scan | None:
-    try:
-        scan_id = int(request.match_info["scan_id"])
-    except ValueError:
+    scan_id = dashboard.path_id(request.match_info["scan_id"])
+    if scan_id is None:
         return None
     async with request.app[STATE].db()() as db:
         return await dashboard.scan(db, installation_id, scan_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from urllib.parse import urlsplit
 
 import aiohttp_session
 from aiohttp import web
@@ -32,7 +33,11 @@ def public_origin(request: web.Request) -> str:
 
 def _local_path(target: str | None) -> str:
     """`target` when it is a path on this site, else "/" (no open redirects)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    if not target or not target.startswith("/") or "\\" in target \
+            or any(c.isspace() or not c.isprintable() for c in target):
+        return "/"  # browsers and yarl drop tabs and newlines: "/\t/evil" would be "//evil"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or target.startswith("//"):
         return "/"
     return target
 
@@ -110,5 +115,10 @@ async def login_callback(request: web.Request) -> web.StreamResponse:
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
-    await sign_out(request)
-    raise web.HTTPSeeOther("/")
+    """POST signs out; GET (a link, another site's navigation) only asks to confirm."""
+    if request.method == "POST":
+        await sign_out(request)
+        raise web.HTTPSeeOther("/")
+    if await viewer_of(request) is None:
+        raise web.HTTPSeeOther("/")
+    return await page(request, "signout.html")

@@ -25,6 +25,8 @@ class WebState:
     redis: ArqRedis | None = None
     # Where first-run registration writes the App's credentials.
     env_path: Path = field(default_factory=lambda: Path(".env"))
+    # First-run registration wrote credentials to env_path: offered no more until restart.
+    registered: bool = False
     # The "WEBHOOK_SECRET is not configured" explanation is logged once per application.
     missing_secret_logged: bool = False
     # The engine the pages opened, released on cleanup.
