@@ -193,7 +193,7 @@ def cmd_scan(settings: Settings, installation: int | None) -> int:
         await _check_db(settings)
         from app.github.client import GitHub
         from app.services.context import Services
-        from app.services.scanning import request_full_scan
+        from app.services.scan_requests import request_full_scan
 
         pool = await create_pool(RedisSettings.from_dsn(redis_url))
         db = sessionmaker(settings.DATABASE_URL)

@@ -46,7 +46,7 @@ async def run(repos: int, latency: float, redis_url: str) -> None:
                   f"{first} API requests ({first / scanned:.1f} per repository)")
             st.clear_log()
             start = time.perf_counter()
-            from app.services.scanning import request_full_scan
+            from app.services.scan_requests import request_full_scan
             from tests.stack import services_for
 
             await request_full_scan(services_for(stack), inst.id, "bench")

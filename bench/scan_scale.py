@@ -23,7 +23,7 @@ import time
 from sqlalchemy import select
 
 from app.db.models import Scan
-from app.services.scanning import request_full_scan
+from app.services.scan_requests import request_full_scan
 from bench.common import with_redis
 from tests.fakegithub import webhooks as hooks
 from tests.fakegithub.server import FakeGitHub

@@ -19,7 +19,7 @@ from sqlalchemy import delete, select, update
 
 from app.db.models import Installation, Scan, WebhookDelivery, utcnow
 from app.github.errors import RateLimited, describe_error
-from app.services import commands, job_monitor, reconcile, scanning, webhooks
+from app.services import commands, job_monitor, reconcile, scan_requests, scanning, webhooks
 from app.services.context import Services
 from app.services.queue import exclusive, finish_coalesced, note_job, start_coalesced
 from app.services.store import bump_scan
@@ -121,7 +121,7 @@ async def handle_webhook(ctx: Ctx, delivery_id: str, event: str, action: str | N
 
 async def scan_installation(ctx: Ctx, installation_id: int) -> int | None:
     svc = _svc(ctx)
-    key = scanning.full_scan_key(installation_id)
+    key = scan_requests.full_scan_key(installation_id)
     job_id = str(ctx.get("job_id"))
     notes = await start_coalesced(svc.redis, key, job_id)
     trigger = ",".join(sorted({str(n["trigger"]) for n in notes if n.get("trigger")})) \
@@ -159,7 +159,7 @@ async def scan_installation(ctx: Ctx, installation_id: int) -> int | None:
 
 async def scan_repo(ctx: Ctx, installation_id: int, repo_id: int) -> str:
     svc = _svc(ctx)
-    key = scanning.scan_key(installation_id, repo_id)
+    key = scan_requests.scan_key(installation_id, repo_id)
     job_id = str(ctx.get("job_id"))
     notes = await start_coalesced(svc.redis, key, job_id)
     scan_ids = sorted({int(n["scan"]) for n in notes if n.get("scan") is not None})
@@ -233,7 +233,7 @@ async def scan_batch(ctx: Ctx, installation_id: int, scan_id: int, repo_ids: lis
 
 async def reconcile_violation(ctx: Ctx, installation_id: int, violation_id: int) -> int:
     svc = _svc(ctx)
-    key = scanning.reconcile_key(violation_id)
+    key = scan_requests.reconcile_key(violation_id)
     job_id = str(ctx.get("job_id"))
     await start_coalesced(svc.redis, key, job_id)
 
@@ -265,6 +265,6 @@ async def nightly_scan(ctx: Ctx) -> int:
             WebhookDelivery.received_at < utcnow() - DELIVERY_RETENTION))
         await job_monitor.prune_failures(db)
     for inst_id in ids:
-        await scanning.request_full_scan(svc, inst_id, "cron")
+        await scan_requests.request_full_scan(svc, inst_id, "cron")
     log.info("nightly scan queued for %d installations", len(ids))
     return len(ids)

@@ -30,7 +30,7 @@ from tests.browser import (
 )
 from tests.fakegithub.server import FakeGitHub
 from tests.stack import Stack, running_stack
-from tests.test_dashboard import OWNER, install, setup_org
+from tests.test_dashboard import OWNER, fail_a_full_scan, installed_org
 
 # Playwright's waits: long enough for a slow CI machine, short enough to fail fast.
 TIMEOUT_MS = 15_000
@@ -102,9 +102,7 @@ async def filtered(page: Page, query: str) -> list[str]:
 # ----------------------------------------------------------------------------- sign-in
 async def test_sign_in_with_github_and_visit_every_page(page: Page, dash: Stack,
                                                         fake_github: FakeGitHub) -> None:
-    st = fake_github.state
-    setup_org(st, n=6)
-    await install(dash, st)
+    await installed_org(dash, fake_github, n=6)
     await page.goto(f"{dash.base_url}/")
     await page.get_by_role("link", name="Sign in with GitHub").click()
     # The fake github.com asks who we are, then sends us back through the OAuth callback.
@@ -141,9 +139,7 @@ async def test_sign_in_with_github_and_visit_every_page(page: Page, dash: Stack,
 # ----------------------------------------------------------------------------- filter
 async def test_repositories_filter_as_you_type(page: Page, dash: Stack,
                                                fake_github: FakeGitHub) -> None:
-    st = fake_github.state
-    setup_org(st, n=12)
-    await install(dash, st)
+    await installed_org(dash, fake_github, n=12)
     await sign_in(page, dash, fake_github.url, OWNER, "/orgs/acme/repos")
     await expect(page.locator("tr[data-repo]")).to_have_count(15)
     # A mark on this document: it survives only if the page is not loaded again.
@@ -169,9 +165,7 @@ async def test_repositories_filter_as_you_type(page: Page, dash: Stack,
 # ----------------------------------------------------------------------------- scan now
 async def test_scan_now_follows_live_progress_to_the_end(page: Page, dash: Stack,
                                                          fake_github: FakeGitHub) -> None:
-    st = fake_github.state
-    setup_org(st, n=6)
-    await install(dash, st)
+    await installed_org(dash, fake_github, n=6)
     await sign_in(page, dash, fake_github.url, OWNER)
     await expect(page).to_have_url(f"{dash.base_url}/orgs/acme")
     await page.get_by_role("button", name="Scan now").click()
@@ -228,17 +222,8 @@ SETTLED_POLL = """(before) => {
 async def test_job_monitor_retry_queues_and_runs_a_failed_job(
         page: Page, dash: Stack, fake_github: FakeGitHub,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    st = fake_github.state
-    setup_org(st, n=2)
-    await install(dash, st)
-    (inst,) = list(st.installations.values())
-    # A full scan whose config read GitHub refuses, and one try allowed: it fails for good.
-    from tasks import jobs
-
-    monkeypatch.setattr(jobs, "MAX_TRIES", 1)
-    rule = st.fail_next(1000, 403, path_prefix="/repos/acme/.github/contents")
-    await dash.redis.enqueue_job("scan_installation", inst.id, _job_id="boom")
-    await dash.drain()
+    st = await installed_org(dash, fake_github, n=2)
+    rule = await fail_a_full_scan(dash, st, monkeypatch)
     rule.remaining = 0
     async with dash.db() as db:
         (failed,) = list(await db.scalars(select(FailedJob)))

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from app.db.models import ComplianceDay, FailedJob, Installation, Scan
 from tests.fakegithub import webhooks as hooks
 from tests.fakegithub.server import FakeGitHub
-from tests.fakegithub.state import FakeState
+from tests.fakegithub.state import FailRule, FakeState
 from tests.stack import Stack, running_stack
 from tests.test_e2e import build_org
 
@@ -58,6 +58,27 @@ async def install(stack: Stack, st: FakeState) -> None:
     await stack.drain()
 
 
+async def installed_org(stack: Stack, fake: FakeGitHub, n: int = 12) -> FakeState:
+    """setup_org's org, installed and scanned."""
+    setup_org(fake.state, n)
+    await install(stack, fake.state)
+    return fake.state
+
+
+async def fail_a_full_scan(stack: Stack, st: FakeState,
+                           monkeypatch: pytest.MonkeyPatch) -> FailRule:
+    """A full scan whose config read GitHub refuses, with one try allowed: it fails for
+    good. Setting the returned rule's `remaining` to 0 lets GitHub answer again."""
+    from tasks import jobs
+
+    (inst,) = list(st.installations.values())
+    monkeypatch.setattr(jobs, "MAX_TRIES", 1)
+    rule = st.fail_next(1000, 403, path_prefix="/repos/acme/.github/contents")
+    await stack.redis.enqueue_job("scan_installation", inst.id, _job_id="boom")
+    await stack.drain()
+    return rule
+
+
 def browser() -> aiohttp.ClientSession:
     # One cookie jar for both servers (both on 127.0.0.1), like a browser's.
     return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
@@ -92,9 +113,7 @@ async def text(http: aiohttp.ClientSession, url: str, status: int = 200,
 # ----------------------------------------------------------------------------- sign-in
 async def test_owner_signs_in_and_sees_the_overview(dash: Stack,
                                                     fake_github: FakeGitHub) -> None:
-    st = fake_github.state
-    setup_org(st)
-    await install(dash, st)
+    st = await installed_org(dash, fake_github)
     async with browser() as http:
         landed = await sign_in(http, dash, fake_github, OWNER)
         # One installation visible: the home page goes straight to it.
@@ -120,9 +139,7 @@ async def test_owner_signs_in_and_sees_the_overview(dash: Stack,
 
 async def test_team_member_allowed_bystander_and_outsider_refused(
         dash: Stack, fake_github: FakeGitHub) -> None:
-    st = fake_github.state
-    setup_org(st)
-    await install(dash, st)
+    await installed_org(dash, fake_github)
     async with browser() as http:
         await sign_in(http, dash, fake_github, MEMBER)
         html = await text(http, f"{dash.base_url}/orgs/acme/repos")
@@ -145,9 +162,7 @@ async def test_team_member_allowed_bystander_and_outsider_refused(
 
 async def test_membership_is_checked_with_github_and_cached_briefly(
         dash: Stack, fake_github: FakeGitHub) -> None:
-    st = fake_github.state
-    setup_org(st)
-    await install(dash, st)
+    st = await installed_org(dash, fake_github)
     async with browser() as http:
         await sign_in(http, dash, fake_github, MEMBER)
         before = st.count_requests("GET", "/orgs/acme/teams/platform/memberships/tom")
@@ -163,9 +178,7 @@ async def test_membership_is_checked_with_github_and_cached_briefly(
 
 
 async def test_wrong_state_is_refused(dash: Stack, fake_github: FakeGitHub) -> None:
-    st = fake_github.state
-    setup_org(st)
-    await install(dash, st)
+    await installed_org(dash, fake_github)
     async with browser() as http:
         async with http.post(f"{fake_github.url}/session",
                              data={"login": OWNER, "return_to": "/"},
@@ -197,9 +210,7 @@ async def test_wrong_state_is_refused(dash: Stack, fake_github: FakeGitHub) -> N
 
 async def test_signed_out_every_route_is_redirected_or_refused(
         dash: Stack, fake_github: FakeGitHub) -> None:
-    st = fake_github.state
-    setup_org(st)
-    await install(dash, st)
+    st = await installed_org(dash, fake_github)
     (inst,) = list(st.installations.values())
     async with dash.db() as db:
         scan_id = await db.scalar(select(Scan.id).limit(1))
@@ -232,9 +243,7 @@ async def test_signed_out_every_route_is_redirected_or_refused(
 
 
 async def test_post_without_csrf_token_is_refused(dash: Stack, fake_github: FakeGitHub) -> None:
-    st = fake_github.state
-    setup_org(st)
-    await install(dash, st)
+    await installed_org(dash, fake_github)
     async with browser() as http:
         await sign_in(http, dash, fake_github, OWNER)
         for token in (None, "not-the-token"):
@@ -250,9 +259,7 @@ async def test_post_without_csrf_token_is_refused(dash: Stack, fake_github: Fake
 # ----------------------------------------------------------------------------- pages
 async def test_repositories_filter_sort_paginate_and_export(
         dash: Stack, fake_github: FakeGitHub) -> None:
-    st = fake_github.state
-    setup_org(st, n=12)
-    await install(dash, st)
+    await installed_org(dash, fake_github, n=12)
     async with browser() as http:
         await sign_in(http, dash, fake_github, OWNER)
         base = f"{dash.base_url}/orgs/acme/repos"
@@ -287,9 +294,7 @@ async def test_repositories_filter_sort_paginate_and_export(
 
 async def test_repository_detail_shows_results_issue_and_history(
         dash: Stack, fake_github: FakeGitHub) -> None:
-    st = fake_github.state
-    setup_org(st, n=3)
-    await install(dash, st)
+    st = await installed_org(dash, fake_github, n=3)
     async with browser() as http:
         await sign_in(http, dash, fake_github, OWNER)
         html = await text(http, f"{dash.base_url}/orgs/acme/repos/svc-00")
@@ -311,9 +316,7 @@ async def test_repository_detail_shows_results_issue_and_history(
 
 async def test_scan_now_runs_to_completion_with_live_progress(
         dash: Stack, fake_github: FakeGitHub) -> None:
-    st = fake_github.state
-    setup_org(st, n=6)
-    await install(dash, st)
+    await installed_org(dash, fake_github, n=6)
     async with browser() as http:
         html = (await sign_in(http, dash, fake_github, OWNER))
         overview = await html.text()
@@ -365,9 +368,7 @@ async def test_scan_now_runs_to_completion_with_live_progress(
 
 
 async def test_action_log_filters_and_exports(dash: Stack, fake_github: FakeGitHub) -> None:
-    st = fake_github.state
-    setup_org(st, n=6)
-    await install(dash, st)
+    await installed_org(dash, fake_github, n=6)
     async with browser() as http:
         await sign_in(http, dash, fake_github, MEMBER)
         base = f"{dash.base_url}/orgs/acme/actions"
@@ -413,7 +414,7 @@ async def test_config_page_and_onboarding(dash: Stack, fake_github: FakeGitHub) 
         st.set_file("lonely/.github", "config.yaml", "policies:\n  - name: x\n    typo: 1\n")
         row_inst = await dash.installation(inst.id)
         assert row_inst is not None
-        from app.services.scanning import request_full_scan
+        from app.services.scan_requests import request_full_scan
         from tests.stack import services_for
 
         await request_full_scan(services_for(dash), inst.id, "test")
@@ -432,7 +433,7 @@ async def test_badge_only_for_public_repositories_when_enabled(
         await text(http, f"{dash.base_url}/badge/acme/svc-00.svg", status=404)
         cfg = st.repo("acme/.github").files["config.yaml"]
         st.set_file("acme/.github", "config.yaml", "public_badges: true\n" + cfg)
-        from app.services.scanning import request_full_scan
+        from app.services.scan_requests import request_full_scan
         from tests.stack import services_for
 
         (inst,) = list(st.installations.values())
@@ -449,17 +450,9 @@ async def test_badge_only_for_public_repositories_when_enabled(
 # ----------------------------------------------------------------------------- jobs
 async def test_job_monitor_shows_a_failure_and_retry_runs_it(
         dash: Stack, fake_github: FakeGitHub, monkeypatch: pytest.MonkeyPatch) -> None:
-    st = fake_github.state
-    setup_org(st, n=2)
-    await install(dash, st)
+    st = await installed_org(dash, fake_github, n=2)
     (inst,) = list(st.installations.values())
-    # A full scan whose config read GitHub refuses, and one try allowed: it fails for good.
-    from tasks import jobs
-
-    monkeypatch.setattr(jobs, "MAX_TRIES", 1)
-    rule = st.fail_next(1000, 403, path_prefix="/repos/acme/.github/contents")
-    await dash.redis.enqueue_job("scan_installation", inst.id, _job_id="boom")
-    await dash.drain()
+    rule = await fail_a_full_scan(dash, st, monkeypatch)
     async with dash.db() as db:
         failed = list(await db.scalars(select(FailedJob)))
     assert [(f.function, f.job_id, f.installation_id) for f in failed] == [
@@ -528,9 +521,7 @@ async def test_expired_or_tampered_session_is_signed_out(dash: Stack,
 
     from app.web.access import _fernet
 
-    st = fake_github.state
-    setup_org(st, n=2)
-    await install(dash, st)
+    st = await installed_org(dash, fake_github, n=2)
     user = st.user(OWNER)
     secret = dash.settings.require_session_secret()
     now = int(time_mod.time())
@@ -610,9 +601,7 @@ async def test_every_route_has_an_access_level(dash: Stack) -> None:
 
 
 async def test_next_cannot_leave_the_site(dash: Stack, fake_github: FakeGitHub) -> None:
-    st = fake_github.state
-    setup_org(st, n=2)
-    await install(dash, st)
+    await installed_org(dash, fake_github, n=2)
     for target in ("//evil.example/x", "/\t/evil.example", "/\n/evil.example",
                    "https://evil.example/", "/\\evil.example"):
         async with browser() as http:
@@ -624,9 +613,7 @@ async def test_next_cannot_leave_the_site(dash: Stack, fake_github: FakeGitHub) 
 
 
 async def test_out_of_range_numbers_and_get_logout(dash: Stack, fake_github: FakeGitHub) -> None:
-    st = fake_github.state
-    setup_org(st, n=2)
-    await install(dash, st)
+    await installed_org(dash, fake_github, n=2)
     async with browser() as http:
         await sign_in(http, dash, fake_github, OWNER)
         huge = "9" * 25
@@ -641,9 +628,7 @@ async def test_out_of_range_numbers_and_get_logout(dash: Stack, fake_github: Fak
 
 async def test_an_outsider_costs_no_membership_checks(dash: Stack,
                                                       fake_github: FakeGitHub) -> None:
-    st = fake_github.state
-    setup_org(st, n=2)
-    await install(dash, st)
+    st = await installed_org(dash, fake_github, n=2)
     async with browser() as http:
         landed = await sign_in(http, dash, fake_github, OUTSIDER)
         assert "no organization" in (await landed.text())
@@ -657,9 +642,7 @@ async def test_a_full_scan_that_times_out_fails_visibly(
     so the next Scan Now queues a new scan."""
     from tasks import jobs
 
-    st = fake_github.state
-    setup_org(st, n=2)
-    await install(dash, st)
+    st = await installed_org(dash, fake_github, n=2)
     (inst,) = list(st.installations.values())
     monkeypatch.setattr(jobs, "MAX_TRIES", 1)
     monkeypatch.setattr(jobs, "SCAN_SETUP_TIMEOUT", 0.3)

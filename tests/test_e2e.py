@@ -147,7 +147,7 @@ async def test_org_scan_files_issues_and_reconciles(stack: Stack,
     posts_before = st.count_requests("POST", "/repos")
     graphql_before = st.graphql_requests
     log_before = len(await stack.action_log())
-    from app.services.scanning import request_full_scan
+    from app.services.scan_requests import request_full_scan
     from tests.stack import services_for
 
     await request_full_scan(services_for(stack), inst.id, "user")
@@ -191,7 +191,7 @@ async def test_issue_is_found_by_its_marker_when_the_database_forgot_it(
 
     async with stack.db() as db, db.begin():
         await db.execute(update(Violation).values(issue_number=None, reconciled={}))
-    from app.services.scanning import request_full_scan
+    from app.services.scan_requests import request_full_scan
     from tests.stack import services_for
 
     await request_full_scan(services_for(stack), inst.id, "user")

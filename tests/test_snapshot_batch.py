@@ -14,7 +14,7 @@ from app.db.models import Repository, Scan
 from app.github.client import graphql_endpoint
 from app.github.errors import RateLimited
 from app.policies import Needs
-from app.services import scanning
+from app.services import scan_requests, scanning
 from app.services.queue import try_lock_many
 from app.services.snapshot import (
     Fetched,
@@ -194,7 +194,7 @@ async def test_unchanged_repositories_are_not_read_again(stack: Stack,
     st.clear_log()
     graphql_before = st.graphql_requests
 
-    await scanning.request_full_scan(svc, inst.id, "user")
+    await scan_requests.request_full_scan(svc, inst.id, "user")
     await stack.drain()
     assert st.graphql_requests == graphql_before  # nothing changed: no file was read
     assert st.count_requests("GET", "/repos/acme/svc-01/contents") == 0
@@ -208,7 +208,7 @@ async def test_unchanged_repositories_are_not_read_again(stack: Stack,
 
     # Actions enabled with a writable token: no push, no new timestamps, still found.
     st.set_workflow_permissions("acme/svc-05", "write")
-    await scanning.request_full_scan(svc, inst.id, "user")
+    await scan_requests.request_full_scan(svc, inst.id, "user")
     await stack.drain()
     assert st.graphql_requests == graphql_before
     expected["acme/svc-05"] = expected["acme/svc-05"] | {"Read-only workflow token"}
@@ -217,7 +217,7 @@ async def test_unchanged_repositories_are_not_read_again(stack: Stack,
     # A change that no webhook announced: the listing's pushed_at gives it away.
     st.set_file("acme/svc-00", "AGENTS.md", "# now\n")
     st.repo("acme/svc-00").pushed_at += 5  # a later second than the last read
-    await scanning.request_full_scan(svc, inst.id, "user")
+    await scan_requests.request_full_scan(svc, inst.id, "user")
     await stack.drain()
     assert st.graphql_requests == graphql_before + 1
     assert "Require AGENTS.md" not in open_issues(st, "acme/svc-00")
@@ -248,7 +248,7 @@ async def test_org_read_default_spares_every_repository_read(stack: Stack,
 
     # The organization opens up: the repositories' own settings count again.
     st.set_org_workflow_permissions("acme", "write")
-    await scanning.request_full_scan(services_for(stack), inst.id, "user")
+    await scan_requests.request_full_scan(services_for(stack), inst.id, "user")
     await stack.drain()
     assert repo_reads() == 13
     assert_issues(st, expected)
@@ -279,7 +279,7 @@ async def test_batch_job_run_twice_changes_nothing(stack: Stack,
         ids = list(await db.scalars(select(Repository.id).where(
             Repository.last_full_scan_id == full.id)))
     job = await stack.redis.enqueue_job("scan_batch", inst.id, full.id, ids,
-                                        _job_id=scanning.batch_job_id(full.id, 0))
+                                        _job_id=scan_requests.batch_job_id(full.id, 0))
     assert job is not None
     posts = st.count_requests("POST", "/repos")
     await stack.drain()
@@ -298,8 +298,8 @@ async def test_rerun_after_a_crash_reclaims_its_locks_and_finishes(
     st = fake_github.state
     inst, expected = build_org(st, n=6)
     scan_id, ids = await prepare_full_scan(stack, st, inst)
-    job_id = scanning.batch_job_id(scan_id, 0)
-    keys = [scanning.scan_key(inst.id, rid) for rid in ids]
+    job_id = scan_requests.batch_job_id(scan_id, 0)
+    keys = [scan_requests.scan_key(inst.id, rid) for rid in ids]
     assert all(await try_lock_many(stack.redis, keys, job_id))  # left behind by the dead try
     first = await scanning.scan_batch(services_for(stack), inst.id, scan_id, ids[:3],
                                       token=job_id)
@@ -316,11 +316,11 @@ async def test_busy_repository_is_handed_to_scan_repo(stack: Stack,
     st = fake_github.state
     inst, expected = build_org(st, n=4)
     scan_id, ids = await prepare_full_scan(stack, st, inst)
-    busy = scanning.scan_key(inst.id, st.repo("acme/svc-02").id)
+    busy = scan_requests.scan_key(inst.id, st.repo("acme/svc-02").id)
     # Something else (a scan_repo job, say) holds svc-02's lock while the batch runs.
     assert (await try_lock_many(stack.redis, [busy], "another job"))[0]
     out = await scanning.scan_batch(services_for(stack), inst.id, scan_id, ids,
-                                    token=scanning.batch_job_id(scan_id, 0))
+                                    token=scan_requests.batch_job_id(scan_id, 0))
     assert (out.done, out.handed_off) == (len(ids) - 1, 1)
     assert "Require AGENTS.md" not in open_issues(st, "acme/svc-02")  # not recorded yet
     await stack.redis.delete(f"pe:lock:{busy}")
@@ -343,7 +343,7 @@ async def test_progress_counts_waiting_done_and_errored(
     svc = services_for(stack)
     full = await full_scan(stack)
     assert (full.status, full.total, full.done, full.waiting) == ("running", 6, 0, 0)
-    job_id = scanning.batch_job_id(scan_id, 0)
+    job_id = scan_requests.batch_job_id(scan_id, 0)
 
     # The budget is spent for an hour: the batch waits, and the scan says so.
     async def spent(*args: Any, **kwargs: Any) -> Any:
@@ -367,7 +367,7 @@ async def test_progress_counts_waiting_done_and_errored(
     # svc-01 went to a scan_repo job of its own; when that gives up, it counts as errored
     # (and the job fails, for the job monitor's Retry).
     svc01 = st.repo("acme/svc-01").id
-    key = scanning.scan_key(inst.id, svc01)
+    key = scan_requests.scan_key(inst.id, svc01)
     (queued,) = [j for j in await stack.redis.queued_jobs() if str(j.job_id).startswith(key)]
     with pytest.raises(SnapshotFailed, match="Forbidden"):
         await jobs.scan_repo(_ctx(svc, str(queued.job_id), jobs.MAX_TRIES), inst.id, svc01)

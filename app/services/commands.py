@@ -10,7 +10,8 @@ from urllib.parse import quote
 from app.db.models import Scan
 from app.services.context import Services
 from app.services.queue import exclusive
-from app.services.scanning import scan_key, scan_repository
+from app.services.scan_requests import scan_key
+from app.services.scanning import scan_repository
 from app.services.store import bump_scan
 
 COMMAND_RE = re.compile(r"^\s*/policy\s+([a-z][a-z-]*)\b(.*)$", re.MULTILINE)

@@ -17,23 +17,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, case, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import ActionLog, ComplianceDay, Repository, Scan, Violation, utcnow
+from app.services.paging import EXPORT_LIMIT, MAX_PER_PAGE, PER_PAGE, like_pattern, positive_number
 
 REPO_STATES = ("violating", "compliant", "exempt", "errored", "not-scanned")
 REPO_SORTS = ("name", "state", "violations", "scanned")
-PER_PAGE = 50
-MAX_PER_PAGE = 200
-# Exports stream at most this many rows (an org has at most tens of thousands).
-EXPORT_LIMIT = 100_000
-
-
-def _like(text: str) -> str:
-    """A LIKE pattern matching `text` anywhere, with its own wildcards taken literally."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 def _open_counts() -> Any:
@@ -179,8 +170,8 @@ class RepoQuery:
             state=state if state in REPO_STATES else "",
             sort=sort if sort in REPO_SORTS else "name",
             desc=str(params.get("order", "")) == "desc",
-            page=_positive(params.get("page"), 1),
-            per_page=min(_positive(params.get("per_page"), PER_PAGE), MAX_PER_PAGE),
+            page=positive_number(params.get("page"), 1),
+            per_page=min(positive_number(params.get("per_page"), PER_PAGE), MAX_PER_PAGE),
         )
 
     def params(self, **changes: Any) -> dict[str, str]:
@@ -190,24 +181,6 @@ class RepoQuery:
         values.update({k: str(v) for k, v in changes.items()})
         defaults = {"sort": "name", "page": "1", "order": ""}
         return {k: v for k, v in values.items() if v and defaults.get(k) != v}
-
-
-# Larger numbers from a URL are no page or id of ours (and overflow the databases' integers).
-MAX_NUMBER = 10**9
-
-
-def _positive(value: object, default: int) -> int:
-    try:
-        number = int(str(value))
-    except ValueError:
-        return default
-    return number if 0 < number <= MAX_NUMBER else default
-
-
-def path_id(text: str) -> int | None:
-    """A record id from the path, or None when it cannot be one."""
-    number = _positive(text, 0)
-    return number or None
 
 
 @dataclass
@@ -249,7 +222,7 @@ def _repo_select(installation_id: int, query: RepoQuery) -> tuple[Select[Any], A
         .where(Repository.installation_id == installation_id, Repository.present.is_(True))
     )
     if query.q:
-        stmt = stmt.where(Repository.full_name.ilike(_like(query.q), escape="\\"))
+        stmt = stmt.where(Repository.full_name.ilike(like_pattern(query.q), escape="\\"))
     if query.policy:
         stmt = stmt.where(select(Violation.id).where(
             Violation.repository_id == Repository.id, Violation.policy == query.policy,
@@ -332,91 +305,4 @@ async def repository_detail(db: AsyncSession, installation_id: int, full_name: s
         state = "violating" if open_count else "compliant"
     return RepoDetail(repo, state, violations, actions, scans)
 
-
-# ----------------------------------------------------------------------------- scans
-async def scans(db: AsyncSession, installation_id: int, page: int = 1,
-                per_page: int = PER_PAGE) -> tuple[list[tuple[Scan, str | None]], int]:
-    total = int(await db.scalar(select(func.count()).select_from(Scan)
-                                .where(Scan.installation_id == installation_id)) or 0)
-    rows = (await db.execute(
-        select(Scan, Repository.full_name)
-        .outerjoin(Repository, Repository.id == Scan.repository_id)
-        .where(Scan.installation_id == installation_id)
-        .order_by(Scan.id.desc()).limit(per_page).offset((page - 1) * per_page))).all()
-    return [(s, n) for s, n in rows], total
-
-
-async def scan(db: AsyncSession, installation_id: int, scan_id: int) -> Scan | None:
-    row = await db.get(Scan, scan_id, populate_existing=True)
-    return row if row is not None and row.installation_id == installation_id else None
-
-
-# ----------------------------------------------------------------------------- action log
-ACTION_STATUSES = ("success", "failed", "skipped")
-
-
-@dataclass
-class ActionQuery:
-    policy: str = ""
-    action: str = ""
-    status: str = ""
-    repository: str = ""
-    page: int = 1
-    per_page: int = PER_PAGE
-
-    @classmethod
-    def parse(cls, params: Any) -> ActionQuery:
-        status = str(params.get("status", ""))
-        return cls(
-            policy=str(params.get("policy", "")).strip()[:255],
-            action=str(params.get("action", "")).strip()[:64],
-            status=status if status in ACTION_STATUSES else "",
-            repository=str(params.get("repository", "")).strip()[:255],
-            page=_positive(params.get("page"), 1),
-            per_page=min(_positive(params.get("per_page"), PER_PAGE), MAX_PER_PAGE),
-        )
-
-    def params(self, **changes: Any) -> dict[str, str]:
-        values = {"policy": self.policy, "action": self.action, "status": self.status,
-                  "repository": self.repository, "page": str(self.page)}
-        values.update({k: str(v) for k, v in changes.items()})
-        return {k: v for k, v in values.items() if v and not (k == "page" and v == "1")}
-
-
-def _action_select(installation_id: int, query: ActionQuery) -> Select[Any]:
-    conditions = [ActionLog.installation_id == installation_id]
-    if query.policy:
-        conditions.append(ActionLog.policy == query.policy)
-    if query.action:
-        conditions.append(ActionLog.action == query.action)
-    if query.status:
-        conditions.append(ActionLog.status == query.status)
-    if query.repository:
-        conditions.append(ActionLog.repository.ilike(_like(query.repository), escape="\\"))
-    return select(ActionLog).where(and_(*conditions))
-
-
-async def action_log(db: AsyncSession, installation_id: int,
-                     query: ActionQuery) -> tuple[list[ActionLog], int]:
-    stmt = _action_select(installation_id, query)
-    total = int(await db.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
-    rows = await db.scalars(stmt.order_by(ActionLog.id.desc()).limit(query.per_page)
-                            .offset((query.page - 1) * query.per_page))
-    return list(rows), total
-
-
-async def all_actions(db: AsyncSession, installation_id: int,
-                      query: ActionQuery) -> list[ActionLog]:
-    stmt = _action_select(installation_id, query)
-    return list(await db.scalars(stmt.order_by(ActionLog.id.desc()).limit(EXPORT_LIMIT)))
-
-
-async def action_choices(db: AsyncSession, installation_id: int
-                         ) -> tuple[list[str], list[str]]:
-    """The policies and actions the log holds (the filters' choices), in one pass over the
-    log (which is never pruned: each pass costs in proportion to its size)."""
-    pairs = (await db.execute(select(ActionLog.policy, ActionLog.action).distinct().where(
-        ActionLog.installation_id == installation_id))).all()
-    return (sorted({str(p) for p, _ in pairs if p is not None}),
-            sorted({str(a) for _, a in pairs}))
 

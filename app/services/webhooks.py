@@ -13,7 +13,7 @@ from app.db.models import Installation, Repository, WebhookDelivery
 from app.services.commands import parse_commands
 from app.services.config import CONFIG_PATH, CONFIG_REPO
 from app.services.context import Services
-from app.services.scanning import request_full_scan, request_repo_scan
+from app.services.scan_requests import request_full_scan, request_repo_scan
 from app.services.store import ensure_installation, mark_removed, upsert_repository
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from app.services import dashboard, job_monitor
+from app.services import job_monitor, paging
 from app.web.access import OPERATOR_SCOPE, current_viewer, page
 from app.web.state import STATE
 
@@ -41,7 +41,7 @@ async def retry_job(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     scope = request[OPERATOR_SCOPE]
     viewer = await current_viewer(request)
-    failure_id = dashboard.path_id(request.match_info["failure_id"])
+    failure_id = paging.path_id(request.match_info["failure_id"])
     if failure_id is None:
         raise web.HTTPNotFound()
     async with state.db()() as db, db.begin():

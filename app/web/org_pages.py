@@ -15,10 +15,10 @@ from arq.cron import next_cron
 from app.config import parse_config
 from app.config.loader import ConfigError
 from app.cron import parse_cron
-from app.services import dashboard
+from app.services import activity, dashboard
 from app.services.access import authorized_team
 from app.services.config import CONFIG_PATH, CONFIG_REPO, config_for
-from app.services.scanning import request_repo_scan, request_user_scan
+from app.services.scan_requests import request_repo_scan, request_user_scan
 from app.web.access import current_viewer, org_grant, page
 from app.web.exports import export_response, wants_export
 from app.web.state import STATE
@@ -149,20 +149,20 @@ ACTION_COLUMNS = ("at", "repository", "policy", "action", "status", "detail", "u
 async def action_log(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     inst, _ = org_grant(request)
-    query = dashboard.ActionQuery.parse(request.query)
+    query = activity.ActionQuery.parse(request.query)
     export = wants_export(request)
     async with state.db()() as db:
         if export:
-            rows = await dashboard.all_actions(db, inst.id, query)
+            rows = await activity.all_actions(db, inst.id, query)
             return export_response(export, f"{inst.account_login}-actions", ACTION_COLUMNS, [
                 {"at": r.at.isoformat(), "repository": r.repository, "policy": r.policy,
                  "action": r.action, "status": r.status, "detail": r.detail, "url": r.url}
                 for r in rows])
-        entries, total = await dashboard.action_log(db, inst.id, query)
-        policies, actions = await dashboard.action_choices(db, inst.id)
+        entries, total = await activity.action_log(db, inst.id, query)
+        policies, actions = await activity.action_choices(db, inst.id)
     return await page(request, "actions.html", inst=inst, entries=entries, total=total,
                       query=query, policies=policies, actions=actions,
-                      statuses=dashboard.ACTION_STATUSES,
+                      statuses=activity.ACTION_STATUSES,
                       pages=max(1, -(-total // query.per_page)))
 
 

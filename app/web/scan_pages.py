@@ -11,8 +11,8 @@ from aiohttp import web
 from aiohttp_sse import sse_response
 
 from app.db.models import Scan
-from app.services import dashboard
-from app.services.scanning import request_user_scan
+from app.services import activity, paging
+from app.services.scan_requests import request_user_scan
 from app.web.access import current_viewer, org_grant, page
 from app.web.state import STATE
 
@@ -33,11 +33,11 @@ def progress(scan: Scan) -> dict[str, Any]:
 async def scans(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     inst, _ = org_grant(request)
-    page_no = dashboard.RepoQuery.parse(request.query).page
+    page_no = paging.positive_number(request.query.get("page"), 1)
     async with state.db()() as db:
-        rows, total = await dashboard.scans(db, inst.id, page_no)
+        rows, total = await activity.scans(db, inst.id, page_no)
     return await page(request, "scans.html", inst=inst, rows=rows, total=total, page_no=page_no,
-                      pages=max(1, -(-total // dashboard.PER_PAGE)))
+                      pages=max(1, -(-total // paging.PER_PAGE)))
 
 
 async def scan_detail(request: web.Request) -> web.StreamResponse:
@@ -60,11 +60,11 @@ async def scan_detail(request: web.Request) -> web.StreamResponse:
 
 
 async def _scan(request: web.Request, installation_id: int) -> Scan | None:
-    scan_id = dashboard.path_id(request.match_info["scan_id"])
+    scan_id = paging.path_id(request.match_info["scan_id"])
     if scan_id is None:
         return None
     async with request.app[STATE].db()() as db:
-        return await dashboard.scan(db, installation_id, scan_id)
+        return await activity.scan(db, installation_id, scan_id)
 
 
 async def scan_events(request: web.Request) -> web.StreamResponse:
