@@ -166,7 +166,7 @@ def cmd_dev(settings: Settings) -> int:
             await upgrade(settings.DATABASE_URL)
         await _check_db(settings)
         stop = _stop_event()
-        assert redis_url is not None
+        assert redis_url is not None  # noqa: S101 - narrows the type; set just above
         await asyncio.gather(_serve_web(settings, redis_url, stop),
                              _run_worker(settings, redis_url, stop))
 

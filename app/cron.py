@@ -1,56 +1,69 @@
-"""Parse the five-field SCAN_CRON expression into arq's cron() keyword arguments."""
+"""SCAN_CRON: a five-field cron expression (UTC), read by cronsim.
+
+arq's scheduler ANDs every field, while cron ORs day-of-month with day-of-week when both are
+restricted, and arq knows nothing of `L`, `5#2` or names. So arq only ticks at the
+expression's minutes and hours in its months (a superset of the schedule), and the job asks
+`Schedule.matches` whether this minute really is one of the expression's.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day", 1, 31), ("month", 1, 12),
-           ("weekday", 0, 6))
+from cronsim import CronSim, CronSimError
+
+# Catch-up looks this far back for the last scheduled run; a yearly schedule still works.
+_LOOKBACK = timedelta(days=400)
 
 
-def _field(text: str, lo: int, hi: int, name: str) -> set[int] | None:
-    if text == "*":
-        return None
-    values: set[int] = set()
-    for part in text.split(","):
-        step = 1
-        if "/" in part:
-            part, step_text = part.split("/", 1)
-            if not step_text.isdigit() or int(step_text) == 0:
-                raise ValueError(f"bad step in {name} field {text!r}")
-            step = int(step_text)
-        if part == "*":
-            start, end = lo, hi
-        elif "-" in part:
-            a, b = part.split("-", 1)
-            if not (a.isdigit() and b.isdigit()):
-                raise ValueError(f"bad range in {name} field {text!r}")
-            start, end = int(a), int(b)
-        elif part.isdigit():
-            start = end = int(part)
-        else:
-            raise ValueError(f"bad {name} field {text!r}")
-        if name == "weekday" and end == 7:
-            end = 6 if start != 7 else 0
-            if start == 7:
-                start = 0
-        if not (lo <= start <= hi and lo <= end <= hi and start <= end):
-            raise ValueError(f"{name} field {text!r} is out of range {lo}-{hi}")
-        values.update(range(start, end + 1, step))
-    return values
+def _utc(dt: datetime) -> datetime:
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
-def parse_cron(expr: str) -> dict[str, Any]:
-    """`"0 0 * * *"` → `{"minute": {0}, "hour": {0}}`; raises ValueError when malformed."""
-    parts = expr.split()
-    if len(parts) != 5:
-        raise ValueError("must have five fields: minute hour day month weekday")
-    out: dict[str, Any] = {}
-    for text, (name, lo, hi) in zip(parts, _FIELDS, strict=True):
-        values = _field(text, lo, hi, name)
-        if values is not None:
-            out[name] = values
-    # cron weekday 0 is Sunday; arq (datetime.weekday) counts Monday as 0.
-    if "weekday" in out:
-        out["weekday"] = {(d - 1) % 7 for d in out["weekday"]}
-    return out
+@dataclass(frozen=True)
+class Schedule:
+    expr: str
+    _probe: CronSim = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        parts = self.expr.split()
+        if len(parts) != 5:
+            raise ValueError("must have five fields: minute hour day-of-month month "
+                             "day-of-week")
+        try:
+            probe = CronSim(self.expr, datetime(2000, 1, 1, tzinfo=UTC))
+            next(probe)  # an expression that can never match (e.g. 30 Feb) fails here
+        except (CronSimError, StopIteration) as exc:
+            raise ValueError(str(exc) or "never matches") from None
+        object.__setattr__(self, "_probe", probe)
+
+    def arq_fields(self) -> dict[str, Any]:
+        """Keyword arguments for arq's cron(): when arq should wake the job up."""
+        p = self._probe
+        return {"minute": set(p.minutes), "hour": set(p.hours), "month": set(p.months),
+                "second": 0}
+
+    def next_after(self, now: datetime) -> datetime:
+        """The first scheduled time strictly after `now` (UTC)."""
+        return next(CronSim(self.expr, _utc(now).replace(second=0, microsecond=0)))
+
+    def previous(self, now: datetime) -> datetime | None:
+        """The last scheduled time at or before `now`, within about a year."""
+        start = _utc(now).replace(second=0, microsecond=0) + timedelta(minutes=1)
+        it = CronSim(self.expr, start - timedelta(seconds=1), reverse=True)
+        found = next(it, None)
+        if found is None or found < _utc(now) - _LOOKBACK:
+            return None
+        return found
+
+    def matches(self, at: datetime) -> bool:
+        """Whether the minute of `at` is one of the schedule's."""
+        minute = _utc(at).replace(second=0, microsecond=0)
+        return self.previous(minute) == minute
+
+
+def parse_schedule(expr: str) -> Schedule:
+    """`Schedule` for the expression; raises ValueError saying what is wrong."""
+    return Schedule(expr.strip())

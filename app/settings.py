@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     DATABASE_URL: str = DEFAULT_DATABASE_URL
     REDIS_URL: str | None = None
     PORT: int = Field(default=3000, ge=1, le=65535)
-    HOST: str = "0.0.0.0"
+    HOST: str = "0.0.0.0"  # noqa: S104 - a web service; containers and PaaS need it
     LOG_LEVEL: str = "INFO"
     SCAN_CRON: str = "0 0 * * *"
     # Overrides of GitHub's rate limits for the governor, "name=value,...", e.g. for GitHub
@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     SETUP_ALLOWED: bool = False
     # How long a user's access to an installation (owner / team member) is trusted.
     ACCESS_CACHE_SECONDS: int = Field(default=120, ge=0, le=600)
+    # How often the worker asks GitHub for webhook deliveries that failed and redelivers
+    # them (GitHub never does by itself). Must divide an hour: 60, 300, 600, 900, 1800, 3600.
+    DELIVERY_RECOVERY_INTERVAL: int = Field(default=600, ge=60, le=3600)
+    # No delivery reached us for this long while GitHub reports failed ones: the webhook
+    # path is broken (URL, proxy, secret), so the installations concerned get a full scan.
+    WEBHOOK_STALE_HOURS: float = Field(default=24, gt=0, le=24 * 30)
 
     @field_validator("GITHUB_API_URL", "GITHUB_URL")
     @classmethod
@@ -160,13 +166,20 @@ class Settings(BaseSettings):
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return v
 
+    @field_validator("DELIVERY_RECOVERY_INTERVAL")
+    @classmethod
+    def _recovery_interval(cls, v: int) -> int:
+        if v % 60 or 3600 % v:
+            raise ValueError("must be a whole number of minutes that divides an hour "
+                             "(60, 120, 180, 240, 300, 360, 600, 720, 900, 1200, 1800, 3600)")
+        return v
+
     @field_validator("SCAN_CRON")
     @classmethod
     def _cron(cls, v: str) -> str:
-        from app.cron import parse_cron
+        from app.cron import parse_schedule
 
-        parse_cron(v)
-        return v
+        return parse_schedule(v).expr
 
     @field_validator("PRIVATE_KEY")
     @classmethod

@@ -17,9 +17,20 @@ from typing import Any, TypeVar
 from arq import Retry
 from sqlalchemy import delete, select, update
 
+from app.cron import parse_schedule
 from app.db.models import Installation, Scan, WebhookDelivery, utcnow
 from app.github.errors import RateLimited, describe_error
-from app.services import commands, job_monitor, reconcile, scan_requests, scanning, webhooks
+from app.services import (
+    commands,
+    deliveries,
+    installations,
+    job_monitor,
+    maintenance,
+    reconcile,
+    scan_requests,
+    scanning,
+    webhooks,
+)
 from app.services.context import Services
 from app.services.queue import exclusive, finish_coalesced, note_job, start_coalesced
 from app.services.store import bump_scan
@@ -30,6 +41,9 @@ Ctx = dict[str, Any]
 T = TypeVar("T")
 # Failures (not rate-limit waits) a job may have before it gives up.
 MAX_TRIES = 6
+# A delivery exists only in its job: it outlasts a longer outage (the backoff is capped at
+# 5 minutes, so about 40 minutes) before it is recorded as failed for the recovery.
+WEBHOOK_MAX_TRIES = 12
 DELIVERY_RETENTION = timedelta(days=30)
 # Reading the config and listing an org's repositories takes seconds (a minute at 10,000
 # repositories); past this the full scan's job gives up on this try.
@@ -62,10 +76,12 @@ async def _defer_for_rate_limit(ctx: Ctx, exc: RateLimited) -> Retry:
     return Retry(defer=max(1.0, exc.until - time.time()))
 
 
-async def _retry_or_raise(ctx: Ctx, what: str, exc: Exception) -> Retry:
-    """A Retry to raise for a transient failure; re-raises once the tries are spent."""
+async def _retry_or_raise(ctx: Ctx, what: str, exc: Exception,
+                          max_tries: int | None = None) -> Retry:
+    """A Retry to raise for a transient failure; re-raises once the tries are spent
+    (`max_tries`, MAX_TRIES by default)."""
     failures = await _failures(ctx)
-    if failures >= MAX_TRIES:
+    if failures >= (MAX_TRIES if max_tries is None else max_tries):
         log.error("%s failed for good after %d tries: %s", what, failures, exc)
         raise exc
     delay = float(min(300, 2 * 3 ** (failures - 1)))
@@ -104,19 +120,29 @@ async def _stop_waiting(svc: Services, job_id: str, scan_ids: list[int]) -> None
                 row.detail = None
 
 
-async def _run(ctx: Ctx, what: str, work: Callable[[], Awaitable[T]]) -> T:
+async def _run(ctx: Ctx, what: str, work: Callable[[], Awaitable[T]],
+               max_tries: int | None = None) -> T:
     try:
         return await work()
     except RateLimited as exc:
         raise await _defer_for_rate_limit(ctx, exc) from exc
     except Exception as exc:
-        raise await _retry_or_raise(ctx, what, exc) from exc
+        raise await _retry_or_raise(ctx, what, exc, max_tries) from exc
 
 
 async def handle_webhook(ctx: Ctx, delivery_id: str, event: str, action: str | None,
                          installation_id: int | None, body: bytes | None) -> str:
-    return await _run(ctx, f"delivery {delivery_id} ({event})", lambda: webhooks.handle_webhook(
-        _svc(ctx), delivery_id, event, action, installation_id, body))
+    try:
+        return await _run(ctx, f"delivery {delivery_id} ({event})",
+                          lambda: webhooks.handle_webhook(_svc(ctx), delivery_id, event, action,
+                                                          installation_id, body),
+                          WEBHOOK_MAX_TRIES)
+    except Retry:
+        raise
+    except Exception as exc:
+        # Failed for good: recorded as failed and redeliverable (recovery asks GitHub).
+        await deliveries.mark_failed(_svc(ctx), delivery_id, describe_error(exc))
+        raise
 
 
 async def scan_installation(ctx: Ctx, installation_id: int) -> int | None:
@@ -256,15 +282,69 @@ async def run_command(ctx: Ctx, installation_id: int, repo_id: int, full_name: s
 
 
 async def nightly_scan(ctx: Ctx) -> int:
-    """Cron: a full scan of every active installation; old delivery records and failed-job
-    records are pruned."""
+    """Cron: arq wakes it at SCAN_CRON's hours and minutes; on the schedule's days it syncs
+    the installations with GitHub's list, queues a full scan of every active one, and prunes
+    old records. Returns how many scans were queued (-1: not one of the schedule's days)."""
     svc = _svc(ctx)
+    now = utcnow()
+    if not parse_schedule(svc.settings.SCAN_CRON).matches(now):
+        return -1
+    return await _scan_all(svc, "cron")
+
+
+async def _scan_all(svc: Services, trigger: str) -> int:
+    await _sync_installations_quietly(svc)
     async with svc.db() as db, db.begin():
         ids = list(await db.scalars(select(Installation.id).where(Installation.active.is_(True))))
         await db.execute(delete(WebhookDelivery).where(
             WebhookDelivery.received_at < utcnow() - DELIVERY_RETENTION))
         await job_monitor.prune_failures(db)
+    await deliveries.prune_redelivery_requests(svc, DELIVERY_RETENTION)
+    await maintenance.close_stale_scans(svc)
     for inst_id in ids:
-        await scan_requests.request_full_scan(svc, inst_id, "cron")
-    log.info("nightly scan queued for %d installations", len(ids))
+        await scan_requests.request_full_scan(svc, inst_id, trigger)
+    log.info("full scan (%s) queued for %d installations", trigger, len(ids))
     return len(ids)
+
+
+async def _sync_installations_quietly(svc: Services) -> None:
+    """The sync is a safety net: when GitHub cannot list installations now, the scans of
+    the known ones still go ahead."""
+    if svc.settings.APP_ID is None or svc.settings.PRIVATE_KEY is None:
+        return
+    try:
+        await installations.sync_installations(svc)
+    except Exception as exc:
+        log.warning("installation sync failed (%s); scanning the installations known",
+                    describe_error(exc))
+
+
+async def recover_deliveries(ctx: Ctx) -> str:
+    """Cron (DELIVERY_RECOVERY_INTERVAL): redeliver what GitHub failed to deliver."""
+    svc = _svc(ctx)
+    if svc.settings.APP_ID is None or svc.settings.PRIVATE_KEY is None:
+        return "skipped: the App's credentials are not set"
+    try:
+        result = await deliveries.recover_deliveries(svc)
+    except Exception as exc:
+        # The next run (an interval later) starts from the same checkpoint.
+        log.warning("delivery recovery failed (%s); trying again at the next run",
+                    describe_error(exc))
+        return f"failed: {describe_error(exc)}"
+    return (f"{result.listed} listed, {len(result.redelivered)} redelivered, "
+            f"{len(result.refused)} refused, {len(result.stale_scans)} stale-webhook scans")
+
+
+async def sync_installations(ctx: Ctx) -> str:
+    """At worker start: installations GitHub lists that we do not know are added and
+    scanned; a nightly run missed while no worker ran is caught up once."""
+    svc = _svc(ctx)
+    if svc.settings.APP_ID is not None and svc.settings.PRIVATE_KEY is not None:
+        result = await _run(ctx, "installation sync",
+                            lambda: installations.sync_installations(svc))
+        synced = f"{result.listed} listed, {len(result.added)} added, {len(result.gone)} gone"
+    else:
+        synced = "no App credentials"
+    await maintenance.close_stale_scans(svc)
+    caught_up = await maintenance.catch_up(svc, parse_schedule(svc.settings.SCAN_CRON))
+    return f"{synced}; {len(caught_up)} missed nightly scans caught up"

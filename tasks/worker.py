@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC
 from typing import Any
 
@@ -9,7 +10,7 @@ from arq import cron, func
 from arq.connections import RedisSettings
 from arq.worker import Worker
 
-from app.cron import parse_cron
+from app.cron import parse_schedule
 from app.db.migrate import require_migrated
 from app.db.session import dispose_all, sessionmaker
 from app.github.client import GitHub
@@ -31,10 +32,25 @@ FUNCTIONS = [
     func(monitored(jobs.reconcile_violation), name="reconcile_violation", keep_result=0,
          max_tries=1000),
     func(monitored(jobs.run_command), name="run_command", keep_result=0, max_tries=50),
+    func(monitored(jobs.sync_installations), name="sync_installations", keep_result=0,
+         max_tries=1000),
 ]
+# A worker that starts queues one installation sync and catch-up; workers starting within
+# the same minute share it.
+STARTUP_JOB_PREFIX = "startup-sync:"
 
 
-def worker_settings(settings: Settings, redis_url: str) -> dict[str, Any]:
+def recovery_fields(interval: int) -> dict[str, Any]:
+    """arq cron fields for "every `interval` seconds" (a whole number of minutes that
+    divides an hour, as the settings check)."""
+    step = interval // 60
+    return {"minute": set(range(0, 60, step)), "second": 0}
+
+
+def worker_settings(settings: Settings, redis_url: str, *,
+                    startup_sync: bool = True) -> dict[str, Any]:
+    """`startup_sync=False` leaves out the installation sync and catch-up a starting worker
+    queues (tests that start a burst worker per step ask for them explicitly)."""
     async def startup(ctx: dict[str, Any]) -> None:
         await require_migrated(settings.DATABASE_URL)
         github = GitHub(api_url=settings.GITHUB_API_URL, redis=ctx["redis"],
@@ -42,6 +58,10 @@ def worker_settings(settings: Settings, redis_url: str) -> dict[str, Any]:
                         private_key=settings.private_key_pem() if settings.PRIVATE_KEY else None)
         ctx["services"] = Services(settings=settings, db=sessionmaker(settings.DATABASE_URL),
                                    github=github, redis=ctx["redis"])
+        if startup_sync:
+            minute = int(time.time() // 60)
+            await ctx["redis"].enqueue_job("sync_installations",
+                                           _job_id=f"{STARTUP_JOB_PREFIX}{minute}")
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         services: Services | None = ctx.get("services")
@@ -54,9 +74,14 @@ def worker_settings(settings: Settings, redis_url: str) -> dict[str, Any]:
         # unique=True (arq's default) makes one worker run the cron even with several.
         # keep_result: the finished cron's id stays taken, so a worker that polls late
         # cannot run the same night's scan again.
-        "cron_jobs": [cron(jobs.nightly_scan, name="nightly_scan", unique=True,
-                           run_at_startup=False, keep_result=3600,
-                           **parse_cron(settings.SCAN_CRON))],
+        "cron_jobs": [
+            cron(monitored(jobs.nightly_scan), name="nightly_scan", unique=True,
+                 run_at_startup=False, keep_result=3600,
+                 **parse_schedule(settings.SCAN_CRON).arq_fields()),
+            cron(monitored(jobs.recover_deliveries), name="recover_deliveries", unique=True,
+                 run_at_startup=False, keep_result=60,
+                 **recovery_fields(settings.DELIVERY_RECOVERY_INTERVAL)),
+        ],
         "timezone": UTC,  # SCAN_CRON is in UTC whatever the host's zone
         "on_startup": startup,
         "on_shutdown": shutdown,
@@ -70,5 +95,7 @@ def worker_settings(settings: Settings, redis_url: str) -> dict[str, Any]:
     }
 
 
-def create_worker(settings: Settings, redis_url: str, **overrides: Any) -> Worker:
-    return Worker(**{**worker_settings(settings, redis_url), **overrides})
+def create_worker(settings: Settings, redis_url: str, *, startup_sync: bool = True,
+                  **overrides: Any) -> Worker:
+    return Worker(**{**worker_settings(settings, redis_url, startup_sync=startup_sync),
+                     **overrides})

@@ -53,10 +53,15 @@ class Stack:
                                   headers=headers) as resp:
             return resp.status, await resp.json()
 
-    async def drain(self, **overrides: Any) -> int:
-        """Run a worker until the queue (deferred jobs included) is empty."""
+    async def drain(self, *, startup_sync: bool = False, **overrides: Any) -> int:
+        """Run a worker until the queue (deferred jobs included) is empty. Without
+        `startup_sync` the worker queues no installation sync as it starts (a test runs
+        many workers; the sync's own tests ask for it), and it runs no cron job unless
+        `cron_jobs` is given (a drain that crossed a minute mark would run one)."""
+        overrides.setdefault("cron_jobs", [])
         worker = create_worker(self.settings, str(self.settings.REDIS_URL), burst=True,
-                               poll_delay=0.02, handle_signals=False, **overrides)
+                               poll_delay=0.02, handle_signals=False,
+                               startup_sync=startup_sync, **overrides)
         try:
             await worker.main()
         finally:

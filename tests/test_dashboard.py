@@ -67,13 +67,13 @@ async def installed_org(stack: Stack, fake: FakeGitHub, n: int = 12) -> FakeStat
 
 async def fail_a_full_scan(stack: Stack, st: FakeState,
                            monkeypatch: pytest.MonkeyPatch) -> FailRule:
-    """A full scan whose config read GitHub refuses, with one try allowed: it fails for
-    good. Setting the returned rule's `remaining` to 0 lets GitHub answer again."""
+    """A full scan whose repository listing GitHub refuses, with one try allowed: it fails
+    for good. Setting the returned rule's `remaining` to 0 lets GitHub answer again."""
     from tasks import jobs
 
     (inst,) = list(st.installations.values())
     monkeypatch.setattr(jobs, "MAX_TRIES", 1)
-    rule = st.fail_next(1000, 403, path_prefix="/repos/acme/.github/contents")
+    rule = st.fail_next(1000, 403, path_prefix="/installation/repositories")
     await stack.redis.enqueue_job("scan_installation", inst.id, _job_id="boom")
     await stack.drain()
     return rule

@@ -19,7 +19,7 @@ from app.github.errors import RateLimited
 from app.github.governor import Governor, Limits, limits_from_env
 from tests.fakegithub.server import FakeGitHub
 from tests.fakegithub.state import FakeState
-from tests.test_github_client import github_client
+from tests.test_github_client import github_client, rotate_token
 
 
 def secondary_on(st: FakeState, **settings: float) -> None:
@@ -232,3 +232,26 @@ def test_limits_can_be_overridden_from_the_environment() -> None:
     assert limits_from_env({}) == Limits()
     with pytest.raises(ValueError, match="GITHUB_RATE_LIMITS"):
         limits_from_env({"GITHUB_RATE_LIMITS": "content_per_minutes=1"})
+
+
+async def test_a_304_is_free_in_the_governors_books_too(fake_github: FakeGitHub,
+                                                        redis_url: str) -> None:
+    """The primary budget the governor admits against is the one GitHub reports: a 304, by
+    If-None-Match or (another token) If-Modified-Since, leaves it where it was."""
+    st = fake_github.state
+    inst = st.add_installation("acme", 1)
+    async with github_client(fake_github, redis_url) as gh:
+        await gh.installation(inst.id).getitem("/repos/acme/repo-000")
+        paid = st.remaining(inst.id)
+        await gh.installation(inst.id).getitem("/repos/acme/repo-000")
+        await rotate_token(fake_github, redis_url, inst.id)
+        await gh.installation(inst.id)._tokens.get(inst.id)  # the new token, up front
+        await gh.installation(inst.id).getitem("/repos/acme/repo-000")
+        await gh.governor.flush()
+        assert st.not_modified_responses == 2 and st.remaining(inst.id) == paid
+        redis = aioredis.Redis.from_url(redis_url)
+        try:
+            books = await redis.hgetall(f"pe:gh:{{{inst.id}}}:st")
+        finally:
+            await redis.aclose()
+        assert int(books[b"core:rem"]) == paid and int(books[b"core:pend"]) == 0

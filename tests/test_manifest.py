@@ -9,7 +9,7 @@ from ruamel.yaml import YAML
 from app.services.webhooks import HANDLERS
 
 MANIFEST = YAML(typ="safe").load(Path(__file__).parents[1] / "app.yml")
-ALWAYS_SENT = {"installation", "installation_repositories"}
+ALWAYS_SENT = {"installation", "installation_repositories", "installation_target"}
 
 
 def test_events_match_the_handlers() -> None:

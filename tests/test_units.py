@@ -11,19 +11,39 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from app.cron import parse_cron
+from app.cron import parse_schedule
 from app.logs import RedactingFormatter
 from app.services.commands import parse_commands
 from app.settings import Settings, SettingsError, load_settings
 
 
-def test_parse_cron() -> None:
-    assert parse_cron("0 0 * * *") == {"minute": {0}, "hour": {0}}
-    assert parse_cron("*/15 1-2 * * 0") == {"minute": {0, 15, 30, 45}, "hour": {1, 2},
-                                            "weekday": {6}}
-    for bad in ("0 0 * *", "61 0 * * *", "a b c d e", "*/0 * * * *"):
+def test_schedule_follows_cron_semantics() -> None:
+    from datetime import UTC, datetime
+
+    def runs(expr: str, start: datetime, n: int) -> list[str]:
+        out, at = [], start
+        for _ in range(n):
+            at = parse_schedule(expr).next_after(at)
+            out.append(at.strftime("%a %d %H:%M"))
+        return out
+
+    start = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)  # a Tuesday
+    # 7 is Sunday, as 0 is: a hand-made parser used to drop it.
+    assert runs("0 0 * * 5-7", start, 3) == ["Fri 04 00:00", "Sat 05 00:00", "Sun 06 00:00"]
+    # Day-of-month and day-of-week both restricted: either one matches (cron ORs them).
+    assert runs("0 3 1,15 * 1", start, 3) == ["Mon 07 03:00", "Mon 14 03:00", "Tue 15 03:00"]
+    assert runs("*/15 1-2 * * 0", start, 2) == ["Sun 06 01:00", "Sun 06 01:15"]
+    s = parse_schedule("0 3 1,15 * 1")
+    assert s.arq_fields() == {"minute": {0}, "hour": {3}, "month": set(range(1, 13)),
+                              "second": 0}
+    # arq wakes the job at 03:00 every day; only the schedule's days run it.
+    assert s.matches(datetime(2026, 12, 7, 3, 0, 20, tzinfo=UTC))
+    assert not s.matches(datetime(2026, 12, 8, 3, 0, tzinfo=UTC))
+    assert s.previous(datetime(2026, 12, 9, tzinfo=UTC)) == datetime(2026, 12, 7, 3,
+                                                                    tzinfo=UTC)
+    for bad in ("0 0 * *", "61 0 * * *", "a b c d e", "*/0 * * * *", "0 0 31 2 *"):
         with pytest.raises(ValueError):
-            parse_cron(bad)
+            parse_schedule(bad)
 
 
 def _pem() -> str:
@@ -126,9 +146,14 @@ def test_worker_cron_is_utc_and_runs_once() -> None:
 
     ws = worker_settings(Settings(SCAN_CRON="30 2 * * 1", _env_file=None), "redis://x:1")
     assert ws["timezone"] is UTC
-    (cron,) = ws["cron_jobs"]
-    assert (cron.minute, cron.hour, cron.weekday) == ({30}, {2}, {0})
-    assert cron.unique and cron.keep_result_s == 3600
+    nightly, recovery = ws["cron_jobs"]
+    assert (nightly.minute, nightly.hour, nightly.second) == ({30}, {2}, 0)
+    assert nightly.unique and nightly.keep_result_s == 3600
+    assert recovery.name == "recover_deliveries" and recovery.minute == {0, 10, 20, 30, 40, 50}
+    ws = worker_settings(Settings(DELIVERY_RECOVERY_INTERVAL=300, _env_file=None), "redis://x:1")
+    assert ws["cron_jobs"][1].minute == set(range(0, 60, 5))
+    with pytest.raises(ValueError, match="divides an hour"):
+        Settings(DELIVERY_RECOVERY_INTERVAL=420, _env_file=None)
 
 
 def test_parse_commands() -> None:

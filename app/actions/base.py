@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from gidgethub.abc import GitHubAPI
 
@@ -22,6 +23,10 @@ class ViolationView:
     issue_number: int | None
     # When the violation entered its current state; marks comments made for this transition.
     since: str = ""
+    # Why it resolved when the repository did not come to comply (config deleted, ...).
+    closed_reason: str | None = None
+    # A person closed its issue while it was open: {"login", "at"}; the issue is reopened.
+    closed_by: dict[str, str] | None = None
 
 
 @dataclass
@@ -56,7 +61,17 @@ def marker(policy_name: str) -> str:
     return f"<!-- policy-enforcer:policy={quote(policy_name, safe='')} -->"
 
 
-def transition_marker(v: ViolationView) -> str:
+_MARKER_RE = re.compile(r"<!-- policy-enforcer:policy=([^ ]*) -->")
+
+
+def policy_of_marker(body: str) -> str | None:
+    """The policy name hidden in one of the App's issue bodies, or None."""
+    found = _MARKER_RE.search(body)
+    return unquote(found.group(1)) if found else None
+
+
+def transition_marker(v: ViolationView, suffix: str = "") -> str:
     """Hidden in the comment made when a violation opens again or resolves, so a retried
     job sees the comment is already there and does not post it twice."""
-    return f"<!-- policy-enforcer:{v.state}:{quote(v.since, safe='')} -->"
+    extra = f":{quote(suffix, safe=':')}" if suffix else ""
+    return f"<!-- policy-enforcer:{v.state}:{quote(v.since, safe='')}{extra} -->"

@@ -69,21 +69,24 @@ async def _get_issue(ctx: ActionContext, number: int) -> dict[str, Any] | None:
 
 async def _ensure_labels(ctx: ActionContext, labels: list[str]) -> None:
     for name in labels:
-        try:
-            await ctx.gh.getitem(f"/repos/{ctx.full_name}/labels/{quote(name, safe='')}")
-            continue
-        except gidgethub.BadRequest as exc:
-            if int(exc.status_code) != 404:
-                raise
+        # "." and ".." cannot be a path segment (URL resolution removes them, quoted or
+        # not): such a label is only ever created, "already exists" being as good.
+        if name not in (".", ".."):
+            try:
+                await ctx.gh.getitem(f"/repos/{ctx.full_name}/labels/{quote(name, safe='')}")
+                continue
+            except gidgethub.BadRequest as exc:
+                if int(exc.status_code) != 404:
+                    raise
         # 422 already_exists: another run created it meanwhile.
         with suppress(gidgethub.InvalidField):
             await ctx.gh.post(f"/repos/{ctx.full_name}/labels",
                               data={"name": name, "color": LABEL_COLOR})
 
 
-async def _comment_once(ctx: ActionContext, number: int, text: str) -> None:
+async def _comment_once(ctx: ActionContext, number: int, text: str, suffix: str = "") -> None:
     """Post the transition comment unless an earlier try of this job already did."""
-    mark = transition_marker(ctx.violation)
+    mark = transition_marker(ctx.violation, suffix)
     url = f"/repos/{ctx.full_name}/issues/{number}/comments"
     async for comment in ctx.gh.getiter(f"{url}?per_page=100"):
         if mark in (comment.get("body") or ""):
@@ -124,8 +127,18 @@ class CreateIssue:
         if issue.get("state") == "closed":
             # Comment first: a retry after a failed PATCH then finds the comment and
             # only reopens, rather than posting it twice.
-            await _comment_once(ctx, number, f"The policy **{ctx.violation.policy}** fails "
-                                             f"again: {ctx.violation.message}")
+            closed_by = ctx.violation.closed_by
+            if closed_by is not None:
+                await _comment_once(
+                    ctx, number,
+                    f"@{closed_by.get('login')} closed this issue, but the repository still "
+                    f"violates **{ctx.violation.policy}**: {ctx.violation.message}\n\n"
+                    "Reopening. To keep issues that people close closed, set "
+                    "`respect_manual_close: true` on the policy.",
+                    suffix=f"closed:{closed_by.get('at')}")
+            else:
+                await _comment_once(ctx, number, f"The policy **{ctx.violation.policy}** "
+                                                 f"fails again: {ctx.violation.message}")
             await ctx.gh.patch(f"{base}/{number}", data={"state": "open", "body": body})
             return Outcome("success", f"reopened issue #{number}", issue.get("html_url"), updates)
         if (issue.get("body") or "") != body:
@@ -143,8 +156,11 @@ class CreateIssue:
             return Outcome("skipped", f"issue #{number} is already closed",
                            issue.get("html_url"), updates)
         base = f"/repos/{ctx.full_name}/issues/{number}"
-        await _comment_once(ctx, number, f"The repository now complies with "
-                                         f"**{ctx.violation.policy}**. Closing.")
+        reason = ctx.violation.closed_reason
+        await _comment_once(ctx, number,
+                            f"{reason} Closing this issue about **{ctx.violation.policy}**."
+                            if reason else f"The repository now complies with "
+                                           f"**{ctx.violation.policy}**. Closing.")
         await ctx.gh.patch(base, data={"state": "closed", "state_reason": "completed"})
         return Outcome("success", f"closed issue #{number}", issue.get("html_url"), updates)
 

@@ -19,18 +19,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from app.config.models import OrgConfig, describe_value
+from app.yamlsafe import MAX_VALUES, YAMLBoundsError, load_roundtrip
 
-__all__ = ["ConfigError", "ConfigProblem", "parse_config"]
+__all__ = ["MAX_VALUES", "ConfigError", "ConfigProblem", "parse_config"]
 
 PathStep = str | int
-# Aliases can make a small file expand enormously ("billion laughs"); a real config is tiny.
-MAX_VALUES = 100_000
 _STD_TAG = "tag:yaml.org,2002:"
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 # Validation errors about a key itself, reported even when its value had a problem already.
@@ -129,20 +127,20 @@ class _Parser:
     # -- the passes -------------------------------------------------------------------------
 
     def parse(self) -> OrgConfig:
-        yaml = YAML(typ="rt", pure=True)
-        # Duplicates are found on the node tree (all of them, with paths); let load() pass.
-        yaml.allow_duplicate_keys = True
         try:
-            node = yaml.compose(self.text)
-            data = None if node is None else yaml.load(self.text)
+            # Size, nesting and alias expansion are bounded there (app/yamlsafe.py).
+            # Duplicates are found on the node tree (all of them, with paths); let them pass.
+            node, data = load_roundtrip(self.text, allow_duplicate_keys=True)
+        except YAMLBoundsError as exc:
+            mark = exc.problem_mark
+            self.add(None if mark is None else mark.line, None if mark is None else mark.column,
+                     (), str(exc.problem))
+            raise self.fail() from None
         except MarkedYAMLError as exc:
             self._syntax(exc)
             raise self.fail() from None
         except YAMLError as exc:
             self.add(None, None, (), f"invalid YAML: {' '.join(str(exc).split())}")
-            raise self.fail() from None
-        except RecursionError:
-            self.add(None, None, (), "invalid YAML: the document is nested too deeply")
             raise self.fail() from None
 
         if node is None or data is None:

@@ -212,6 +212,9 @@ class PolicyConfig(_Model):
     issue_details: IssueDetails | None = None
     pr_comment_details: PrCommentDetails | None = None
     block_prs_details: BlockPrsDetails | None = None
+    # An issue a person closes while the violation is still open stays closed (until the
+    # violation resolves and fails again) instead of being reopened at the next scan.
+    respect_manual_close: bool = False
 
     @field_validator("name")
     @classmethod

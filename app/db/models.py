@@ -52,9 +52,14 @@ class Installation(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     account_login: Mapped[str] = mapped_column(String(255))
     account_type: Mapped[str] = mapped_column(String(32), default="Organization")
+    # The account's login before its last rename (installation_target, or the sync).
+    renamed_from: Mapped[str | None] = mapped_column(String(255), nullable=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     suspended: Mapped[bool] = mapped_column(Boolean, default=False)
-    # valid / invalid / missing / unknown (never loaded yet)
+    # When GitHub stopped listing the installation (uninstalled while no event reached us).
+    gone_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # valid / invalid / missing / unknown (never loaded yet) / unreadable (the last valid
+    # config, if any, stays in force; config_error says why it could not be read)
     config_status: Mapped[str] = mapped_column(String(16), default="unknown")
     config_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     config_sha: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -150,6 +155,10 @@ class Violation(Base):
     check_run_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # action name -> the violation state that action last reconciled ("open"/"resolved").
     reconciled: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Why the violation was resolved when the repository did not come to comply (its
+    # policy or action was removed, the config deleted, the repository archived or gone):
+    # the comment that closes its issue says this instead of "now complies".
+    closed_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class ActionLog(Base):
@@ -181,6 +190,24 @@ class WebhookDelivery(Base):
     installation_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     outcome: Mapped[str] = mapped_column(String(255), default="queued")
+
+
+class RedeliveryRequest(Base):
+    """A redelivery asked of GitHub for a delivery that never reached us: at most one per
+    delivery GUID. Pruned with the delivery records."""
+
+    __tablename__ = "redelivery_requests"
+    __table_args__ = (Index("ix_redelivery_requests_at", "requested_at"),)
+
+    guid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # GitHub's numeric id of the attempt that was redelivered.
+    hook_delivery_id: Mapped[int] = mapped_column(BigInteger)
+    event: Mapped[str] = mapped_column(String(64))
+    installation_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # requested / refused (GitHub answered 4xx, e.g. past its 3-day window)
+    status: Mapped[str] = mapped_column(String(16), default="requested")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ComplianceDay(Base):

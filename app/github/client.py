@@ -2,8 +2,10 @@
 
 Every request, REST or GraphQL, goes through `RateLimitedAPI._request`, which asks the
 installation's rate governor (app/github/governor.py, shared through Redis by every process)
-for admission, and for an installation's GETs sends the cached ETag in `If-None-Match`: a 304
-(free of GitHub's primary budget) is answered to gidgethub as a 200 with the cached body and
+for admission, and for an installation's GETs sends the cached validator: `If-None-Match`
+with the ETag while the token is the one it was issued to (GitHub's ETags are per token),
+else `If-Modified-Since` with the cached Last-Modified where GitHub sent one. A 304 (free of
+GitHub's primary budget) is answered to gidgethub as a 200 with the cached body and
 headers, so getitem/getiter work unchanged. `handle_rate_limit_error` decides what is retried
 (secondary limits, spent budget, 5xx of retry-safe requests, a refreshed token on 401);
 the waiting itself happens in the governor. Nothing is dropped because GitHub said "slow down".
@@ -24,7 +26,15 @@ import gidgethub.aiohttp
 from redis.asyncio import Redis
 
 from app.github.errors import NotConfigured, RateLimited
-from app.github.governor import CacheLimits, Governor, Limits, Ticket, limits_from_env
+from app.github.governor import (
+    CachedResponse,
+    CacheLimits,
+    Governor,
+    Limits,
+    Ticket,
+    credential_tag,
+    limits_from_env,
+)
 from app.github.tokens import TokenStore
 from app.metrics import observe_github_response
 
@@ -71,6 +81,21 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     if value is None:
         value = headers.get(name.title())
     return value
+
+
+def conditional_headers(cached: CachedResponse, owner: str) -> dict[str, str]:
+    """The validator to send for a cached response, `owner` tagging this request's token.
+
+    GitHub's ETags are specific to the token that asked: another token's ETag only gets a
+    200. Last-Modified does not depend on the token, but GitHub answers 304 only when every
+    validator sent holds, so If-Modified-Since goes alone, and only when the ETag cannot
+    match: while it can, If-None-Match is the exact one (Last-Modified misses changes that
+    leave it alone, such as a push for the repository's updated_at).
+    """
+    last_modified = cached.headers.get("last-modified")
+    if last_modified and cached.owner != owner:
+        return {"if-modified-since": last_modified}
+    return {"if-none-match": cached.etag}
 
 
 def _secondary_wait(status: int, headers: Mapping[str, str], body: bytes) -> float | None:
@@ -128,7 +153,7 @@ class RateLimitedAPI(gidgethub.aiohttp.GitHubAPI):
             return attempt < MAX_LIMIT_ATTEMPTS
         if (isinstance(exception, gidgethub.GitHubBroken) and attempt < MAX_SERVER_ERROR_ATTEMPTS
                 and retry_safe(method, url)):
-            delay = min(30.0, 0.25 * 2 ** (attempt - 1)) * (0.5 + random.random())
+            delay = min(30.0, 0.25 * 2 ** (attempt - 1)) * (0.5 + random.random())  # noqa: S311 - jitter
             log.warning("GitHub answered %s for %s %s; retry %d in %.2f s",
                         status, method, url, attempt, delay)
             await self.sleep(delay)
@@ -140,13 +165,14 @@ class RateLimitedAPI(gidgethub.aiohttp.GitHubAPI):
     ) -> tuple[int, Mapping[str, str], bytes]:
         cacheable = (self.use_cache and method == "GET" and "if-none-match" not in headers
                      and "if-modified-since" not in headers)
+        owner = credential_tag(headers.get("authorization", "")) if cacheable else ""
         for attempt in range(1, MAX_NETWORK_ATTEMPTS + 1):
             ticket = await self.governor.acquire(
                 self.scope, method, url, body, accept=headers.get("accept", ""),
-                cacheable=cacheable)
+                cacheable=cacheable, owner=owner)
             sent = headers
             if ticket.cached is not None:
-                sent = {**headers, "if-none-match": ticket.cached.etag}
+                sent = {**headers, **conditional_headers(ticket.cached, owner)}
             try:
                 status, resp_headers, data = await super()._request(method, url, sent, body)
             except (aiohttp.ClientConnectionError, TimeoutError) as exc:
@@ -156,7 +182,7 @@ class RateLimitedAPI(gidgethub.aiohttp.GitHubAPI):
                 reached = not isinstance(exc, aiohttp.ClientConnectorError)
                 if attempt == MAX_NETWORK_ATTEMPTS or (reached and not retry_safe(method, url)):
                     raise
-                delay = min(10.0, 0.25 * 2 ** (attempt - 1)) * (0.5 + random.random())
+                delay = min(10.0, 0.25 * 2 ** (attempt - 1)) * (0.5 + random.random())  # noqa: S311 - jitter
                 log.warning("network error on %s %s (%s); retry in %.2f s",
                             method, url, type(exc).__name__, delay)
                 await self.sleep(delay)
@@ -199,7 +225,7 @@ class RateLimitedAPI(gidgethub.aiohttp.GitHubAPI):
             except gidgethub.GitHubBroken as exc:
                 if mutation or attempt >= MAX_SERVER_ERROR_ATTEMPTS:
                     raise
-                delay = min(30.0, 0.25 * 2 ** (attempt - 1)) * (0.5 + random.random())
+                delay = min(30.0, 0.25 * 2 ** (attempt - 1)) * (0.5 + random.random())  # noqa: S311 - jitter
                 log.warning("GitHub answered %s for GraphQL; retry %d in %.2f s",
                             exc.status_code, attempt, delay)
                 await self.sleep(delay)
@@ -242,7 +268,7 @@ class InstallationAPI(RateLimitedAPI):
     async def _request(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
     ) -> tuple[int, Mapping[str, str], bytes]:
-        assert self.installation_id is not None
+        assert self.installation_id is not None  # noqa: S101 - narrows; set in __init__
         if self._token is None:
             self._token = await self._tokens.get(self.installation_id)
         # The token is set here rather than by gidgethub so a refresh applies to retries.
@@ -252,7 +278,7 @@ class InstallationAPI(RateLimitedAPI):
     async def _unauthorized(self, attempt: int) -> bool:
         if attempt > 2 or self._token is None:
             return False
-        assert self.installation_id is not None
+        assert self.installation_id is not None  # noqa: S101 - narrows; set in __init__
         await self._tokens.invalidate(self.installation_id, self._token)
         self._token = None
         return True

@@ -38,7 +38,8 @@ Keys, all under the hash tag `{<installation id>}` (or `{app}`) so one script to
   pe:gh:{I}:w:pts|gql|cm|ch  zset  "<rid>:<cost>" -> completion time (ms; the lease expiry
                              while in flight): REST points, GraphQL points, content per
                              minute, content per hour
-  pe:gh:{I}:c:<digest> hash  e (ETag), h (JSON of content-type/link/etag), b (body)
+  pe:gh:{I}:c:<digest> hash  e (ETag), h (JSON of content-type/link/etag/last-modified),
+                             b (body), o (tag of the credential the ETag was issued to)
   pe:gh:{I}:cidx      zset   digest -> last use (ms), the LRU order
   pe:gh:{I}:csz       hash   digest -> bytes accounted;   pe:gh:{I}:cbytes  total bytes
 Clocks: every timestamp is Redis's `TIME`, so processes on different hosts agree.
@@ -48,6 +49,16 @@ it already is for installation tokens. It is bounded per installation by `CacheL
 bodies over `max_body_bytes` are not stored, entries live `ttl_seconds` after their last
 use, and past `max_entries` or `max_bytes` the least recently used entries are evicted. (The
 operator's `maxmemory` bounds Redis as a whole; this bounds what one installation can take.)
+
+GitHub's ETags are specific to the token that asked, and installation tokens live an hour:
+an ETag from the previous token only gets a 200. So an entry records `o`, a one-way tag of
+the credential its ETag came with (`credential_tag`; never the credential, and never in a
+key), and keeps `Last-Modified` where GitHub sends it (the repository, file contents, an
+issue), which does not depend on the token. The client sends If-None-Match while the token
+is the one that got the ETag, If-Modified-Since alone once it is not (GitHub answers 304
+only when every validator sent holds, so both together would not help), and a 304 with the
+new token's ETag re-tags the entry. Last-Modified is kept only when the response's Date is a
+later second: a change within the same second would not move it.
 """
 
 from __future__ import annotations
@@ -55,6 +66,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import email.utils
 import hashlib
 import itertools
 import json
@@ -65,6 +77,7 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -76,7 +89,7 @@ from app.github.errors import RateLimited
 log = logging.getLogger(__name__)
 
 APP_SCOPE = "app"
-CACHED_HEADERS = ("content-type", "link", "etag")
+CACHED_HEADERS = ("content-type", "link", "etag", "last-modified")
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _WINDOWS = ("pts", "gql", "cm", "ch")
 _KEY_COUNT = 10  # what Governor._keys returns: st, lease, 4 windows, 4 cache keys
@@ -185,6 +198,7 @@ class CachedResponse:
     etag: str
     headers: dict[str, str]
     body: bytes
+    owner: str = ""  # `credential_tag` of the credential the ETag was issued to
 
 
 @dataclass
@@ -196,6 +210,7 @@ class Ticket:
     cost: Cost
     digest: str | None = None
     cached: CachedResponse | None = None
+    owner: str = ""  # `credential_tag` of the credential this request carries
 
 
 @dataclass
@@ -240,7 +255,35 @@ def classify(method: str, url: str, body: bytes, limits: Limits) -> Cost:
 
 
 def cache_digest(method: str, url: str, accept: str) -> str:
-    return hashlib.sha1(f"{method} {url}\n{accept}".encode()).hexdigest()
+    return hashlib.sha1(f"{method} {url}\n{accept}".encode(), usedforsecurity=False).hexdigest()
+
+
+def credential_tag(authorization: str) -> str:
+    """A short one-way tag of a request's credential, to know whose ETag a cache entry
+    holds. Not reversible (a keyed 64-bit digest of a long random token), not a key."""
+    return hashlib.blake2b(authorization.encode(), digest_size=8,
+                           person=b"pe-etag-owner").hexdigest()
+
+
+def _http_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return parsed.replace(tzinfo=parsed.tzinfo or UTC).timestamp()
+
+
+def usable_last_modified(headers: Mapping[str, str]) -> str | None:
+    """The response's Last-Modified if If-Modified-Since can rely on it: it is whole
+    seconds, so only a Date in a later second shows that nothing changed after it within
+    its second (a Last-Modified in the future, e.g. a commit's skewed clock, is not kept)."""
+    last_modified = _header(headers, "last-modified")
+    modified, date = _http_seconds(last_modified), _http_seconds(_header(headers, "date"))
+    if modified is None or date is None or date <= modified:
+        return None
+    return last_modified
 
 
 def _ms(seconds: float) -> int:
@@ -374,10 +417,10 @@ if redis.call('TTL', st) < ttl then redis.call('EXPIRE', st, ttl) end
 
 -- 6. the cached response, for a conditional GET
 if ARGV[5] == '1' then
-  local e = redis.call('HMGET', KEYS[7], 'e', 'h', 'b')
+  local e = redis.call('HMGET', KEYS[7], 'e', 'h', 'b', 'o')
   if e[1] then
     redis.call('ZADD', KEYS[8], 'XX', now, ARGV[6])
-    return {0, 0, 'ok', e[1], e[2], e[3]}
+    return {0, 0, 'ok', e[1], e[2], e[3], e[4] or ''}
   end
 end
 return {0, 0, 'ok'}
@@ -388,7 +431,7 @@ RELEASE_LUA = _LUA_COMMON + """
 -- ARGV: 1 rid, 2 resource, 3 "cost cost cost cost", 4 header resource, 5 remaining,
 --       6 reset (s), 7 block ms, 8 "key_ttl cache_ttl max_entries max_bytes",
 --       9 cache mode ('store'|'touch'|''), 10 etag, 11 headers, 12 body, 13 digest,
---       14 entry key prefix
+--       14 entry key prefix, 15 credential tag of the ETag
 -- Completion time, rounded up: the entry must not expire before GitHub's does.
 local now = tonumber(t[1]) * 1000 + math.ceil(tonumber(t[2]) / 1000)
 local rid, res = ARGV[1], ARGV[2]
@@ -431,9 +474,9 @@ if mode == 'touch' then
   return 0
 end
 local total = tonumber(redis.call('GET', cbytes) or '0')
-local size = #ARGV[10] + #ARGV[11] + #ARGV[12] + #digest + 64
+local size = #ARGV[10] + #ARGV[11] + #ARGV[12] + #ARGV[15] + #digest + 64
 local old = tonumber(redis.call('HGET', csz, digest) or '0')
-redis.call('HSET', entry, 'e', ARGV[10], 'h', ARGV[11], 'b', ARGV[12])
+redis.call('HSET', entry, 'e', ARGV[10], 'h', ARGV[11], 'b', ARGV[12], 'o', ARGV[15])
 redis.call('EXPIRE', entry, cttl)
 redis.call('HSET', csz, digest, size)
 redis.call('ZADD', cidx, now, digest)
@@ -514,7 +557,8 @@ class Governor:
         self._release_cfg = f"{self._key_ttl} {c.ttl_seconds} {c.max_entries} {c.max_bytes}"
         self._sources = {"acquire": ACQUIRE_LUA, "release": RELEASE_LUA,
                          "waiting": WAITING_LUA}
-        self._shas = {name: hashlib.sha1(src.encode()).hexdigest()
+        # Redis names scripts by their SHA-1 (EVALSHA).
+        self._shas = {name: hashlib.sha1(src.encode(), usedforsecurity=False).hexdigest()
                       for name, src in self._sources.items()}
         self._ids = itertools.count(1)
         # Unique across processes and across governors of one process.
@@ -563,11 +607,14 @@ class Governor:
 
     # ------------------------------------------------------------------ acquire
     async def acquire(self, scope: str, method: str, url: str, body: bytes = b"", *,
-                      accept: str | None = None, cacheable: bool = False) -> Ticket:
+                      accept: str | None = None, cacheable: bool = False,
+                      owner: str = "") -> Ticket:
         """Wait until every limit admits this request, reserve it, and return the ticket.
 
-        With `cacheable`, the ticket carries the cached response (ETag) if there is one.
-        Raises `RateLimited` when the wait would be longer than `max_inline_wait`.
+        With `cacheable`, the ticket carries the cached response (ETag) if there is one;
+        `owner` is the `credential_tag` of the request's credential, recorded with the ETag
+        of the response. Raises `RateLimited` when the wait would be longer than
+        `max_inline_wait`.
         """
         lim = self.limits
         cost = classify(method, url, body, lim)
@@ -577,7 +624,7 @@ class Governor:
         keys = self._keys(scope, digest)
         args: list[Any] = [member, cost.resource, self._acquire_cfg, cost.costs_text,
                            "1" if digest else "0", digest or ""]
-        ticket = Ticket(scope, member, cost, digest)
+        ticket = Ticket(scope, member, cost, digest, owner=owner)
 
         # Waiters queue per kind of request, so a POST waiting out the content limit does
         # not hold up this process's GETs.
@@ -634,7 +681,9 @@ class Governor:
         if len(reply) >= 6:
             try:
                 headers = json.loads(_text(reply[4]))
-                ticket.cached = CachedResponse(_text(reply[3]), dict(headers), _bytes(reply[5]))
+                owner = _text(reply[6]) if len(reply) >= 7 and reply[6] is not None else ""
+                ticket.cached = CachedResponse(_text(reply[3]), dict(headers), _bytes(reply[5]),
+                                               owner)
                 self.stats.cache_hits += 1
             except ValueError:
                 ticket.cached = None
@@ -649,24 +698,40 @@ class Governor:
         reset = _header(h, "x-ratelimit-reset") or "0"
         if not remaining.lstrip("-").isdigit() or not reset.isdigit():
             remaining, reset = "", "0"
-        mode, etag, cached_headers, payload = "", "", "", b""
+        mode, etag, cached_headers, payload, owner = "", "", "", b"", ticket.owner
         cache = self.cache
+        cached = ticket.cached
         if ticket.digest is not None:
             etag = _header(h, "etag") or ""
-            if status == 304 and ticket.cached is not None:
+            if status == 304 and cached is not None:
                 mode = "touch"
+                kept = dict(cached.headers)
+                if etag and (etag != cached.etag or ticket.owner != cached.owner):
+                    # Not modified, but the ETag is now this credential's (a new token):
+                    # keep it, so this token's next requests can send If-None-Match.
+                    kept["etag"] = etag
+                else:
+                    etag, owner = cached.etag, cached.owner
+                if (last_modified := usable_last_modified(h)) is not None:
+                    # The body is the current one, so a Last-Modified that was too fresh to
+                    # rely on when it was stored may be relied on now.
+                    kept["last-modified"] = last_modified
+                if kept != cached.headers or owner != cached.owner:
+                    mode, payload, cached_headers = "store", cached.body, json.dumps(kept)
             elif (status == 200 and etag and body is not None
                     and len(body) <= cache.max_body_bytes):
                 mode = "store"
                 kept = {name: v for name in CACHED_HEADERS
                         if (v := _header(h, name)) is not None}
+                if "last-modified" in kept and usable_last_modified(h) is None:
+                    del kept["last-modified"]
                 cached_headers = json.dumps(kept)
                 payload = body
         keys = self._keys(ticket.scope, ticket.digest)
         return [*keys, ticket.member, ticket.cost.resource, ticket.cost.costs_text,
                 resource, remaining, reset, _ms(block_seconds), self._release_cfg,
                 mode, etag, cached_headers, payload, ticket.digest or "",
-                f"{self._prefix(ticket.scope)}c:"]
+                f"{self._prefix(ticket.scope)}c:", owner]
 
     def release(self, ticket: Ticket, status: int = 0,
                 headers: Mapping[str, str] | None = None, body: bytes | None = None) -> None:

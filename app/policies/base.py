@@ -6,6 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
+# Files larger than this are not downloaded (RepoSnapshot.too_large); GitHub's contents
+# API inlines files up to this size, so one request reads any file below it.
+MAX_FILE_BYTES = 1024 * 1024
+
 
 @dataclass(frozen=True)
 class Needs:
@@ -35,6 +39,9 @@ class RepoSnapshot:
     files: Mapping[str, str | None] = field(default_factory=dict)
     # "read" / "write"; None when Actions is disabled for the repository.
     workflow_permissions: str | None = None
+    # path -> size in bytes, for files over MAX_FILE_BYTES: not downloaded, so in `files`
+    # they are present with empty text. A policy that reads content checks here first.
+    too_large: Mapping[str, int] = field(default_factory=dict)
 
     def file(self, path: str) -> str | None:
         if path not in self.files:

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from app.policies.base import Needs, RepoSnapshot, Result
+from app.policies.base import MAX_FILE_BYTES, Needs, RepoSnapshot, Result
+from app.yamlsafe import YAMLBoundsError, describe_error, load_all, size_over
 
 PATH = "catalog-info.yaml"
-
-
-def _documents(text: str) -> list[Any]:
-    return [doc for doc in YAML(typ="safe", pure=True).load_all(text) if doc is not None]
 
 
 class CatalogInfoHasOwner:
@@ -26,14 +22,34 @@ class CatalogInfoHasOwner:
         if text is None:
             # has_catalog_info_yaml reports the missing file; one problem, one issue.
             return Result(True, f"`{PATH}` does not exist; nothing to check.")
+        size = snapshot.too_large.get(PATH)
+        if size is not None:
+            # Not downloaded at all (app/services/snapshot.py); present, so this policy
+            # reports it rather than has_catalog_info_yaml.
+            over = size_over(size, MAX_FILE_BYTES)
+            return Result(
+                False,
+                f"`{PATH}` in `{snapshot.full_name}` {over}, so it was not read. A catalog "
+                "entry is a few lines of YAML; bring it under the limit.",
+                {"path": PATH, "error": f"{PATH} {over}", "size": size},
+            )
         try:
-            docs = _documents(text)
+            # Bounded in size, nesting and alias expansion: any failure is a YAMLError.
+            docs = [doc for doc in load_all(text) if doc is not None]
+        except YAMLBoundsError as exc:
+            reason = describe_error(exc, PATH)
+            return Result(
+                False,
+                f"`{PATH}` in `{snapshot.full_name}` cannot be read: {reason}. A catalog "
+                "entry is a few lines of YAML; simplify it.",
+                {"path": PATH, "error": reason},
+            )
         except YAMLError as exc:
-            reason = " ".join(str(exc).split())
+            reason = describe_error(exc, PATH)
             return Result(
                 False,
                 f"`{PATH}` in `{snapshot.full_name}` is not valid YAML: {reason}. "
-                "Fix the syntax so the catalog can read it.",
+                "Fix it so the catalog can read it.",
                 {"path": PATH, "error": reason},
             )
         with_spec = [d for d in docs if isinstance(d, dict) and "spec" in d]
@@ -55,6 +71,9 @@ class CatalogInfoHasOwner:
                 meta = doc.get("metadata")
                 if isinstance(meta, dict):
                     name = meta.get("name")
+                # Quoted into an issue: a name, not whatever structure stands there.
+                if not isinstance(name, str) or len(name) > 100:
+                    name = None
                 missing.append(f"document {index + 1}" + (f" ({name})" if name else ""))
         if missing:
             return Result(

@@ -15,6 +15,7 @@ class HasCatalogInfoYaml:
     needs: ClassVar[Needs] = Needs(files=frozenset({PATH}))
 
     def evaluate(self, snapshot: RepoSnapshot) -> Result:
+        # A file too large to download is present too; catalog_info_has_owner reports it.
         if snapshot.file(PATH) is not None:
             return Result(True, f"`{PATH}` is present.")
         return Result(

@@ -1,7 +1,10 @@
 """The org's config.yaml: fetched from its `.github` repository, validated, stored.
 
-The last valid config stays in force when a newer one is broken; the installation row
-shows the error so the config's authors can see it.
+Enforcement never switches off by accident. The last valid config stays in force when a
+newer one is broken, and also when it cannot be read at all: the `.github` repository is
+not among the installation's repositories, or GitHub answers with an error. Only a
+`config.yaml` that is gone from a `.github` repository the App can read ends enforcement.
+The installation row says why, for the dashboard.
 """
 
 from __future__ import annotations
@@ -9,12 +12,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+from urllib.parse import quote
 
+import aiohttp
 import gidgethub
 from gidgethub.abc import GitHubAPI
 
 from app.config import ConfigError, OrgConfig, parse_config
 from app.db.models import Installation, utcnow
+from app.github.errors import RateLimited, describe_error
+from app.yamlsafe import MAX_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +46,48 @@ def config_for(inst: Installation) -> OrgConfig | None:
     return cfg
 
 
+# refresh_config's answer when a config that was in force is gone: enforcement stops.
+DELETED = "deleted"
+
+
+def _unreadable(inst: Installation, why: str) -> str:
+    kept = (" The last valid config stays in force." if inst.config_text
+            else " Nothing is enforced until it can be read.")
+    inst.config_status = "unreadable"
+    inst.config_error = f"{why}{kept}"
+    log.warning("installation %s: %s cannot be read: %s", inst.id, CONFIG_PATH,
+                inst.config_error)
+    return inst.config_status
+
+
+async def _repo_readable(gh: GitHubAPI, login: str) -> bool:
+    try:
+        await gh.getitem(f"/repos/{quote(login, safe='')}/{CONFIG_REPO}")
+    except gidgethub.BadRequest as exc:
+        if int(exc.status_code) in (403, 404):
+            return False
+        raise
+    return True
+
+
 async def refresh_config(gh: GitHubAPI, inst: Installation) -> str:
-    """Read config.yaml from GitHub into `inst`; returns the new config status."""
+    """Read config.yaml from GitHub into `inst`; returns the new config status, or DELETED
+    when a config that was in force is gone (the caller ends its violations).
+
+    Rate limits propagate (the job waits and tries again); any other failure to read keeps
+    the config in force with the reason recorded."""
+    try:
+        return await _refresh(gh, inst)
+    except RateLimited:
+        raise
+    except gidgethub.GitHubException as exc:
+        return _unreadable(inst, f"GitHub answered {describe_error(exc)} when asked for "
+                                 f"{inst.account_login}/{CONFIG_REPO}/{CONFIG_PATH}.")
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return _unreadable(inst, f"GitHub could not be reached ({type(exc).__name__}).")
+
+
+async def _refresh(gh: GitHubAPI, inst: Installation) -> str:
     if not inst.account_login:
         # First seen through an event without the account: ask GitHub whose it is.
         data = await gh.getitem("/installation/repositories?per_page=1")
@@ -51,19 +98,46 @@ async def refresh_config(gh: GitHubAPI, inst: Installation) -> str:
             return inst.config_status
         inst.account_login = str(repos[0]["owner"]["login"])
         inst.account_type = str(repos[0]["owner"].get("type", "Organization"))
-    url = f"/repos/{inst.account_login}/{CONFIG_REPO}/contents/{CONFIG_PATH}"
+    login = inst.account_login
+    url = f"/repos/{quote(login, safe='')}/{CONFIG_REPO}/contents/{CONFIG_PATH}"
     inst.config_checked_at = utcnow()
     try:
         data = await gh.getitem(url)
     except gidgethub.BadRequest as exc:
         if int(exc.status_code) != 404:
             raise
+        if not await _repo_readable(gh, login):
+            why = (f"The App cannot read {login}/{CONFIG_REPO}: it does not exist, or it is "
+                   "not among the repositories the installation may access (add it in the "
+                   "App's installation settings).")
+            if inst.config_text is None:
+                # Nothing was ever in force: an org that has not set the App up yet.
+                inst.config_status, inst.config_error = "missing", \
+                    f"{why} Nothing is enforced until {CONFIG_PATH} is there."
+                return inst.config_status
+            return _unreadable(inst, why)
+        was_in_force = inst.config_text is not None
         inst.config_status = "missing"
         inst.config_error = (f"No {CONFIG_PATH} in {inst.account_login}/{CONFIG_REPO}: "
                              "nothing is enforced until one is added.")
         inst.config_text = None
         inst.config_sha = None
         inst.config_notes = None
+        if was_in_force:
+            log.warning("installation %s: %s was deleted from %s/%s; enforcement stops",
+                        inst.id, CONFIG_PATH, login, CONFIG_REPO)
+            inst.config_error = (f"{CONFIG_PATH} was deleted from {login}/{CONFIG_REPO}: "
+                                 "nothing is enforced, and the App's open issues were closed. "
+                                 "Add it again to resume.")
+            return DELETED
+        return inst.config_status
+    size = int(data.get("size") or 0)
+    if size > MAX_BYTES:
+        # GitHub's contents API sends no content past 1 MB; the file is not read at all.
+        inst.config_status = "invalid"
+        kept = " The last valid config stays in force." if inst.config_text else ""
+        inst.config_error = (f"{CONFIG_PATH}: the file is {size:,} bytes; the limit is "
+                             f"{MAX_BYTES:,} bytes.{kept}")
         return inst.config_status
     text = base64.b64decode(data.get("content") or "").decode("utf-8", errors="replace")
     try:

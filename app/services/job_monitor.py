@@ -137,12 +137,20 @@ def _run_from(data: dict[str, Any]) -> JobRun:
 
 
 # ----------------------------------------------------------------------------- recording
+KEY_TTL = 7 * 24 * 3600
+
+
 async def job_started(redis: ArqRedis, job_id: str, function: str, args: tuple[Any, ...],
                       tries: int, enqueued: float | None, started: float) -> None:
     entry = {"job_id": job_id, "function": function, "args": shown_args(function, args),
              "installation_id": installation_of(function, args), "tries": tries,
              "enqueued": enqueued, "started": started}
-    await redis.hset(RUNNING_KEY, job_id, json.dumps(entry))  # type: ignore[misc]
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hset(RUNNING_KEY, job_id, json.dumps(entry))
+        # Every key has a TTL; a job that starts keeps the hash alive (stale entries are
+        # forgotten after a day, see running()).
+        pipe.expire(RUNNING_KEY, KEY_TTL)
+        await pipe.execute()
 
 
 async def job_finished(redis: ArqRedis, job_id: str, function: str, args: tuple[Any, ...],
@@ -156,6 +164,7 @@ async def job_finished(redis: ArqRedis, job_id: str, function: str, args: tuple[
         pipe.hdel(RUNNING_KEY, job_id)
         pipe.lpush(RECENT_KEY, json.dumps(entry))
         pipe.ltrim(RECENT_KEY, 0, RECENT_MAX - 1)
+        pipe.expire(RECENT_KEY, KEY_TTL)
         await pipe.execute()
 
 

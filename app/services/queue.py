@@ -20,6 +20,10 @@ from typing import Any
 from arq.connections import ArqRedis
 from redis.asyncio.lock import Lock
 
+# Scans and reconciliations wait for workers up to a week (arq's default is a day); the
+# nightly scan covers anything older.
+COALESCED_JOB_EXPIRY = 7 * 24 * 3600
+
 
 def _gen_key(key: str) -> str:
     return f"pe:gen:{key}"
@@ -38,14 +42,19 @@ async def enqueue_coalesced(redis: ArqRedis, function: str, key: str, *args: Any
     trigger asked for it). Returns True when a new job was queued.
     """
     if note is not None:
-        await redis.sadd(_notes_key(key), json.dumps(note, sort_keys=True))  # type: ignore[misc]
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.sadd(_notes_key(key), json.dumps(note, sort_keys=True))
+            pipe.expire(_notes_key(key), NOTES_TTL)
+            await pipe.execute()
     gen = int(await redis.get(_gen_key(key)) or 0)
     job = await redis.enqueue_job(function, *args, _job_id=f"{key}@{gen}",
-                                  _defer_by=defer_by)
+                                  _defer_by=defer_by, _expires=COALESCED_JOB_EXPIRY)
     return job is not None
 
 
 NOTES_TTL = 7 * 24 * 3600
+# A key's run counter only has to outlive the jobs queued with it (COALESCED_JOB_EXPIRY).
+GEN_TTL = 8 * 24 * 3600
 
 
 def _job_notes_key(key: str, job_id: str) -> str:
@@ -58,6 +67,7 @@ async def start_coalesced(redis: ArqRedis, key: str, job_id: str) -> list[dict[s
     mine = _job_notes_key(key, job_id)
     async with redis.pipeline(transaction=True) as pipe:
         pipe.incr(_gen_key(key))
+        pipe.expire(_gen_key(key), GEN_TTL)
         pipe.sunionstore(mine, [mine, _notes_key(key)])
         pipe.delete(_notes_key(key))
         pipe.expire(mine, NOTES_TTL)
@@ -69,7 +79,10 @@ async def start_coalesced(redis: ArqRedis, key: str, job_id: str) -> list[dict[s
 async def note_job(redis: ArqRedis, key: str, job_id: str, note: dict[str, Any]) -> None:
     """Add a note to a running job's own notes (e.g. the record it created), so a retry of
     the job finds it."""
-    await redis.sadd(_job_notes_key(key, job_id), json.dumps(note, sort_keys=True))  # type: ignore[misc]
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.sadd(_job_notes_key(key, job_id), json.dumps(note, sort_keys=True))
+        pipe.expire(_job_notes_key(key, job_id), NOTES_TTL)
+        await pipe.execute()
 
 
 async def finish_coalesced(redis: ArqRedis, key: str, job_id: str) -> None:

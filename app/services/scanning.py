@@ -19,15 +19,15 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.actions import REGISTRY as ACTIONS
 from app.config import OrgConfig, PolicyConfig
 from app.db.models import Installation, Repository, Scan, Violation, utcnow
 from app.github.errors import RateLimited
 from app.policies import REGISTRY, Needs, RepoSnapshot, Result
-from app.services.config import config_for, refresh_config
+from app.services.config import CONFIG_PATH, DELETED, config_for, refresh_config
 from app.services.context import Services
 from app.services.dashboard import record_compliance_day
 from app.services.queue import release_many, try_lock_many
+from app.services.reconcile import pending_actions
 from app.services.scan_requests import (
     batch_job_id,
     request_reconcile,
@@ -49,6 +49,7 @@ from app.services.store import (
     update_repository,
     upsert_repository,
 )
+from app.services.withdrawals import CONFIG_DELETED, REPO_ARCHIVED, REPO_REMOVED, withdraw
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,16 @@ async def sync_repositories(svc: Services, installation_id: int) -> int:
     async with svc.db() as db, db.begin():
         stored = await db.scalars(select(Repository.id).where(
             Repository.installation_id == installation_id, Repository.present.is_(True)))
-        await mark_removed(db, [rid for rid in stored if rid not in seen])
+        removed = [rid for rid in stored if rid not in seen]
+        await mark_removed(db, removed)
+        archived = list(await db.scalars(
+            select(Violation.repository_id).join(Repository,
+                                                 Repository.id == Violation.repository_id)
+            .where(Violation.installation_id == installation_id, Violation.state == "open",
+                   Repository.archived.is_(True)).distinct()))
+    # Violations of repositories that left, or were archived without an event reaching us.
+    await withdraw(svc, installation_id, REPO_REMOVED, repo_ids=removed)
+    await withdraw(svc, installation_id, REPO_ARCHIVED, repo_ids=archived)
     return len(seen)
 
 
@@ -132,15 +142,13 @@ async def scan_installation(svc: Services, installation_id: int, trigger: str,
         scan_id = scan.id
     if on_created is not None:
         await on_created(scan_id)
-    async with svc.db() as db, db.begin():
-        inst = await db.get(Installation, installation_id)
-        if inst is not None and (reload_config or inst.config_status == "unknown"):
-            await refresh_config(svc.github.installation(installation_id), inst)
+    await _reload_config(svc, installation_id, only_unknown=not reload_config)
     await sync_repositories(svc, installation_id)
     async with svc.db() as db, db.begin():
         ids = await scannable_repository_ids(db, installation_id)
         scan = await db.get(Scan, scan_id)
-        assert scan is not None
+        if scan is None:  # deleted meanwhile (the installation was removed)
+            return None
         scan.total = len(ids)
         if scan.detail and scan.detail.startswith("reading the config"):
             scan.detail = None
@@ -194,15 +202,27 @@ def _evaluate(cfg: OrgConfig, snapshot: RepoSnapshot) -> dict[str, Result]:
     return {pc.name: REGISTRY[pc.type].evaluate(snapshot) for pc in cfg.policies}
 
 
+async def _reload_config(svc: Services, installation_id: int, *, only_unknown: bool) -> None:
+    """Read the config again (or only when it never was); a config that was deleted ends
+    every open violation of the installation, closing the App's issues with the reason."""
+    async with svc.db() as db, db.begin():
+        inst = await db.get(Installation, installation_id)
+        if inst is None or not inst.active or (only_unknown and inst.config_status != "unknown"):
+            return
+        status = await refresh_config(svc.github.installation(installation_id), inst)
+        org = inst.account_login
+    if status == DELETED:
+        await withdraw(svc, installation_id, CONFIG_DELETED.format(path=CONFIG_PATH, org=org))
+
+
 async def _load(svc: Services, installation_id: int, repo_id: int
                 ) -> tuple[Installation | None, Repository | None, OrgConfig | None]:
-    async with svc.db() as db, db.begin():
+    await _reload_config(svc, installation_id, only_unknown=True)
+    async with svc.db() as db:
         inst = await db.get(Installation, installation_id)
         repo = await db.get(Repository, repo_id)
         if inst is None or repo is None:
             return inst, repo, None
-        if inst.active and inst.config_status == "unknown":
-            await refresh_config(svc.github.installation(installation_id), inst)
         return inst, repo, config_for(inst)
 
 
@@ -220,6 +240,8 @@ async def scan_repository(svc: Services, installation_id: int, repo_id: int) -> 
     if snapshot.archived or snapshot.fork:
         async with svc.db() as db, db.begin():
             await upsert_repository(db, installation_id, got.meta)
+        if snapshot.archived:
+            await withdraw(svc, installation_id, REPO_ARCHIVED, repo_ids=[repo.id])
         return RepoScanResult("skipped", snapshot.full_name,
                               reason="archived repositories and forks are not scanned")
     results = _evaluate(cfg, snapshot)
@@ -241,9 +263,11 @@ def _cached(repo: Repository, needs: Needs) -> Fetched | None:
     if not isinstance(files, dict) or not needs.files <= files.keys() \
             or cache.get("default_branch") != repo.default_branch:
         return None
+    too_large = cache.get("too_large") or {}
     snap = RepoSnapshot(id=repo.id, full_name=repo.full_name, default_branch=repo.default_branch,
                         archived=repo.archived, fork=repo.fork, visibility=repo.visibility,
-                        files={path: files[path] for path in needs.files})
+                        files={path: files[path] for path in needs.files},
+                        too_large={p: int(n) for p, n in too_large.items() if p in needs.files})
     # Settings are always read again; this only picks the cheaper way to read them.
     actions = False if "workflow_permissions" in cache and \
         cache["workflow_permissions"] is None else None
@@ -264,6 +288,8 @@ def _cache_of(got: Fetched, needs: Needs, old: dict[str, Any] | None) -> dict[st
         return None
     cache: dict[str, Any] = {"version": version, "default_branch": got.snapshot.default_branch,
                              "files": files}
+    if got.snapshot.too_large:
+        cache["too_large"] = dict(got.snapshot.too_large)
     if needs.workflow_permissions:
         cache["workflow_permissions"] = got.snapshot.workflow_permissions
     return cache
@@ -414,9 +440,8 @@ async def hand_off_batch(svc: Services, installation_id: int, scan_id: int,
 
 # ----------------------------------------------------------------------------- recording
 def _needs_reconcile(v: Violation, pc: PolicyConfig | None) -> bool:
-    actions = pc.actions if pc is not None else (("create-issue",) if v.issue_number else ())
-    # Actions that parse but are not implemented yet never catch up; don't ask for them.
-    return any(v.reconciled.get(a) != v.state for a in actions if a in ACTIONS)
+    # Actions that parse but are not implemented yet never catch up; they are not pending.
+    return bool(pending_actions(v, pc))
 
 
 def _apply(db: AsyncSession, installation_id: int, repo_id: int, cfg: OrgConfig,
@@ -440,17 +465,20 @@ def _apply(db: AsyncSession, installation_id: int, repo_id: int, cfg: OrgConfig,
                 opened += 1
             elif v.state != "open":
                 v.state, v.resolved_at, v.first_seen_at = "open", None, now
+                v.closed_reason = None
                 opened += 1
             v.message, v.details, v.last_seen_at = result.message, result.details, now
             v.policy_type = pc.type
         elif v is not None and v.state == "open":
             v.state, v.resolved_at, v.message = "resolved", now, result.message
+            v.closed_reason = None
             resolved += 1
     # A policy removed from the config no longer holds anything open.
     for name, v in stored.items():
         if name not in results and v.state == "open":
             v.state, v.resolved_at = "resolved", now
-            v.message = f"The policy '{name}' was removed from the config."
+            v.message = v.closed_reason = \
+                f"The policy **{name}** was removed from the organization's config."
             resolved += 1
     return opened, resolved
 

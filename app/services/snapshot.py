@@ -12,6 +12,10 @@ Decisions:
 - A binary blob (GraphQL gives no text) counts as present with empty text: the file
   exists, and no policy reads binary content; this spares a REST call per binary file.
 - A path that is a directory (a Tree) counts as missing, as it did through REST.
+- A file over MAX_FILE_BYTES (GraphQL's byteSize, REST's size) is not downloaded: it is
+  present with empty text and its size in `RepoSnapshot.too_large`, for the policies that
+  read it to report as a violation. (GraphQL still sends such a blob's text cut at
+  ~512 KB: asking for sizes first would cost a second query per batch.)
 - Snapshots passed in `reuse` (files known unchanged) skip GraphQL; only REST extras
   are fetched for them.
 """
@@ -33,6 +37,7 @@ from gidgethub.abc import GitHubAPI
 
 from app.github.errors import RateLimited
 from app.policies import Needs, RepoSnapshot
+from app.policies.base import MAX_FILE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +102,22 @@ def version_of(pushed_at: Any, updated_at: Any) -> str | None:
     return f"{norm(pushed_at)}|{norm(updated_at)}"
 
 
+@dataclass(frozen=True)
+class TooLarge:
+    """A file over MAX_FILE_BYTES, not downloaded."""
+
+    size: int
+
+
 # ----------------------------------------------------------------------------- REST pieces
 def _is_404(exc: gidgethub.HTTPException) -> bool:
     return int(exc.status_code) == 404
 
 
-async def fetch_file(gh: GitHubAPI, full_name: str, path: str, ref: str) -> str | None:
-    """The file's text on `ref`, or None when it does not exist (or is not a file)."""
+async def fetch_file(gh: GitHubAPI, full_name: str, path: str, ref: str
+                     ) -> str | TooLarge | None:
+    """The file's text on `ref`, None when it does not exist (or is not a file), or
+    TooLarge when it is over MAX_FILE_BYTES."""
     url = f"/repos/{full_name}/contents/{quote(path)}?ref={quote(ref, safe='')}"
     try:
         data: Any = await gh.getitem(url)
@@ -113,9 +127,13 @@ async def fetch_file(gh: GitHubAPI, full_name: str, path: str, ref: str) -> str 
         raise
     if not isinstance(data, dict) or data.get("type") != "file":
         return None
+    size = data.get("size")
+    if isinstance(size, int) and size > MAX_FILE_BYTES:
+        return TooLarge(size)
     if data.get("encoding") == "base64" and data.get("content") is not None:
         return base64.b64decode(data["content"]).decode("utf-8", errors="replace")
-    # Files over 1 MB come without content; ask for the raw media type instead.
+    # Content left out (GitHub inlines up to 1 MB, so only near the limit): ask for the
+    # raw media type instead.
     raw = await gh.getitem(url, accept="application/vnd.github.raw+json")
     return raw if isinstance(raw, str) else bytes(raw).decode("utf-8", errors="replace")
 
@@ -234,11 +252,15 @@ def _parse_repo(repo_id: int, asked: str, node: Mapping[str, Any],
     ref = node.get("defaultBranchRef")
     branch = str(ref["name"]) if isinstance(ref, dict) and ref.get("name") else "main"
     files: dict[str, str | None] = {}
+    too_large: dict[str, int] = {}
     truncated: list[str] = []
     for j, path in enumerate(paths):
         blob = node.get(f"f{j}")
         if not isinstance(blob, dict) or "byteSize" not in blob:
             files[path] = None  # missing, or a directory
+        elif isinstance(blob["byteSize"], int) and blob["byteSize"] > MAX_FILE_BYTES:
+            files[path] = ""  # present, and not read (see the module docstring)
+            too_large[path] = blob["byteSize"]
         elif blob.get("isTruncated"):
             files[path] = None
             truncated.append(path)
@@ -256,7 +278,7 @@ def _parse_repo(repo_id: int, asked: str, node: Mapping[str, Any],
     }
     snap = RepoSnapshot(id=db_id or repo_id, full_name=full_name, default_branch=branch,
                         archived=meta["archived"], fork=meta["fork"], visibility=visibility,
-                        files=files)
+                        files=files, too_large=too_large)
     return _Partial(repo_id, snap, meta, truncated)
 
 
@@ -331,14 +353,19 @@ async def _complete(gh: GitHubAPI, part: _Partial, needs: Needs, fresh: bool,
                              and _is_404(exc))
     values: list[Any] = list(results)
     files = dict(snap.files)
+    too_large = dict(snap.too_large)
     for path, text in zip(part.truncated, values, strict=False):
-        files[path] = text
+        if isinstance(text, TooLarge):  # it grew past the limit since GraphQL saw it
+            files[path], too_large[path] = "", text.size
+        else:
+            files[path] = text
     perms: str | None = None
     if per_repo:
         perms = values[-1]
     elif needs.workflow_permissions:
         perms = "read"  # the organization's restricted default
-    return Fetched(replace(snap, files=files, workflow_permissions=perms), part.meta, fresh)
+    return Fetched(replace(snap, files=files, too_large=too_large, workflow_permissions=perms),
+                   part.meta, fresh)
 
 
 async def fetch_snapshots(gh: GitHubAPI, repos: Sequence[tuple[int, str]], needs: Needs, *,

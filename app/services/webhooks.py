@@ -7,14 +7,25 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from app.db.models import Installation, Repository, WebhookDelivery
+from app.actions.base import policy_of_marker
+from app.db.models import Installation, Repository, Violation, WebhookDelivery
 from app.services.commands import parse_commands
-from app.services.config import CONFIG_PATH, CONFIG_REPO
+from app.services.config import CONFIG_REPO, config_for
 from app.services.context import Services
+from app.services.deliveries import FAILED
+from app.services.installations import rename_account
 from app.services.scan_requests import request_full_scan, request_repo_scan
 from app.services.store import ensure_installation, mark_removed, upsert_repository
+from app.services.withdrawals import (
+    REPO_ARCHIVED,
+    REPO_DELETED,
+    REPO_REMOVED,
+    REPO_TRANSFERRED,
+    withdraw,
+)
 
 log = logging.getLogger(__name__)
 
@@ -24,19 +35,24 @@ Handler = Callable[[Services, Payload], Awaitable[str]]
 
 async def record_delivery(svc: Services, delivery_id: str, event: str, action: str | None,
                           installation_id: int | None) -> bool:
-    """Durably record the delivery; False when this id was already handled (a redelivery).
+    """Durably record the delivery; False when this id was already processed.
 
-    A delivery whose job died half-way is still "received" and is handled again: arq
-    delivers at least once, and every handler is idempotent.
+    Deduplication is on "processed", not on "seen": a delivery whose job died half-way is
+    still "received", and one whose job failed for good is "failed: ..."; both are handled
+    again (arq delivers at least once, redeliveries repeat a GUID, and every handler is
+    idempotent).
     """
     try:
         async with svc.db() as db, db.begin():
             db.add(WebhookDelivery(delivery_id=delivery_id, event=event, action=action,
                                    installation_id=installation_id, outcome="received"))
     except IntegrityError:
-        async with svc.db() as db:
+        async with svc.db() as db, db.begin():
             row = await db.get(WebhookDelivery, delivery_id)
-            return row is not None and row.outcome == "received"
+            if row is None or not (row.outcome == "received"
+                                   or row.outcome.startswith(FAILED)):
+                return False
+            row.outcome = "received"
     return True
 
 
@@ -85,16 +101,31 @@ async def _installation(svc: Services, p: Payload) -> str:
     return "installation inactive" if not active else "recorded"
 
 
+async def _installation_target(svc: Services, p: Payload) -> str:
+    """The account was renamed: the config is read under its new login from now on."""
+    inst_id = int(p["installation"]["id"])
+    account = p.get("account") or {}
+    if p.get("action") != "renamed" or not account.get("login"):
+        return "ignored"
+    await rename_account(svc, inst_id, str(account["login"]),
+                         str(account.get("type") or "") or None)
+    await enqueue_full_scan(svc, inst_id, "webhook:installation_target.renamed")
+    return "account renamed; full scan queued"
+
+
 async def _installation_repositories(svc: Services, p: Payload) -> str:
     inst_id = int(p["installation"]["id"])
     added = p.get("repositories_added") or []
-    removed = p.get("repositories_removed") or []
+    removed = [int(r["id"]) for r in p.get("repositories_removed") or []]
     async with svc.db() as db, db.begin():
         await ensure_installation(db, inst_id, p["installation"].get("account"))
         ids = [(await upsert_repository(db, inst_id, r)).id for r in added]
-        await mark_removed(db, [int(r["id"]) for r in removed])
+        await mark_removed(db, removed)
+    await withdraw(svc, inst_id, REPO_REMOVED, repo_ids=removed)
     for rid in ids:
         await request_repo_scan(svc, inst_id, rid, trigger="webhook:installation_repositories")
+    if any(r.get("name") == CONFIG_REPO for r in added):
+        await enqueue_full_scan(svc, inst_id, "webhook:installation_repositories:config")
     return f"{len(ids)} added, {len(removed)} removed"
 
 
@@ -106,31 +137,32 @@ async def _repository(svc: Services, p: Payload) -> str:
     action = str(p.get("action"))
     inst_id = int(p["installation"]["id"])
     data = p["repository"]
+    gone = None
     async with svc.db() as db, db.begin():
         inst = await ensure_installation(db, inst_id, _account(p), authoritative=False)
         if action == "deleted":
-            await mark_removed(db, [int(data["id"])])
-            return "repository removed"
-        if action == "transferred" and inst.account_login and \
+            gone = REPO_DELETED
+        elif action == "transferred" and inst.account_login and \
                 data["owner"]["login"].lower() != inst.account_login.lower():
+            gone = REPO_TRANSFERRED
+        if gone is not None:
             await mark_removed(db, [int(data["id"])])
-            return "repository transferred away"
-        repo = await upsert_repository(db, inst_id, data)
-        scannable = not (repo.archived or repo.fork)
+        else:
+            repo = await upsert_repository(db, inst_id, data)
+            scannable = not (repo.archived or repo.fork)
+    if gone is not None:
+        await withdraw(svc, inst_id, gone, repo_ids=[int(data["id"])])
+        return "repository removed"
+    if action == "archived":
+        # Archived repositories are not scanned; their violations end with the reason. The
+        # reconciler records why their issues stay as they are (GitHub allows no writes).
+        await withdraw(svc, inst_id, REPO_ARCHIVED, repo_ids=[int(data["id"])])
+        return "repository archived; its violations resolved"
     if action in RESCAN_REPOSITORY_ACTIONS and scannable:
         await request_repo_scan(svc, inst_id, int(data["id"]),
                                 trigger=f"webhook:repository.{action}")
         return "scan queued"
     return "recorded"
-
-
-def _touches_config(p: Payload) -> bool:
-    for commit in p.get("commits") or []:
-        for key in ("added", "modified", "removed"):
-            if CONFIG_PATH in (commit.get(key) or []):
-                return True
-    head = p.get("head_commit") or {}
-    return any(CONFIG_PATH in (head.get(k) or []) for k in ("added", "modified", "removed"))
 
 
 async def _push(svc: Services, p: Payload) -> str:
@@ -140,7 +172,9 @@ async def _push(svc: Services, p: Payload) -> str:
     if p.get("ref") != f"refs/heads/{branch}" or p.get("deleted"):
         return "ignored: not the default branch"
     outcome = []
-    if data.get("name") == CONFIG_REPO and _touches_config(p):
+    if data.get("name") == CONFIG_REPO:
+        # Any push: a force-push or a merge can change config.yaml without listing it in
+        # the commits the payload carries (GitHub caps them at 20, and none for a force-push).
         await enqueue_full_scan(svc, inst_id, "webhook:push:config")
         outcome.append("config reload and full scan queued")
     async with svc.db() as db, db.begin():
@@ -180,12 +214,56 @@ async def _issue_comment(svc: Services, p: Payload) -> str:
     return f"{len(commands[:5])} command(s) queued"
 
 
+async def _issues(svc: Services, p: Payload) -> str:
+    """A person closed, deleted or transferred one of the App's issues."""
+    action = p.get("action")
+    if action not in ("closed", "deleted", "transferred"):
+        return "ignored"
+    issue = p["issue"]
+    policy = policy_of_marker(issue.get("body") or "")
+    if policy is None:
+        return "ignored: not an issue of this App"
+    sender = p.get("sender") or {}
+    login = str(sender.get("login") or "")
+    if sender.get("type") == "Bot" and login == await svc.github.bot_login():
+        return "ignored: closed by this App"
+    inst_id, repo_id, number = int(p["installation"]["id"]), int(p["repository"]["id"]), \
+        int(issue["number"])
+    async with svc.db() as db, db.begin():
+        inst = await db.get(Installation, inst_id)
+        v = await db.scalar(select(Violation).where(Violation.repository_id == repo_id,
+                                                    Violation.policy == policy))
+        if inst is None or v is None or v.issue_number not in (None, number):
+            return "ignored: no violation tracks this issue"
+        if action != "closed":
+            # Gone from the repository: a new issue is filed if the violation is open.
+            v.issue_number = None
+            v.reconciled = {k: s for k, s in v.reconciled.items() if k != "create-issue"}
+            outcome = f"issue {action}; a new one is filed while the violation is open"
+        elif v.state != "open":
+            return "recorded: closed while the violation is resolved"
+        else:
+            cfg = config_for(inst)
+            pc = next((c for c in cfg.policies if c.name == policy), None) if cfg else None
+            if pc is not None and pc.respect_manual_close:
+                return f"closed by {login}; stays closed (respect_manual_close)"
+            v.issue_number = number
+            v.reconciled = {**v.reconciled, "create-issue": "closed-by-person",
+                            "closed-by": {"login": login,
+                                          "at": str(issue.get("closed_at") or "")}}
+            outcome = f"closed by {login} while the violation is open; reopened at the next scan"
+    await request_repo_scan(svc, inst_id, repo_id, trigger=f"webhook:issues.{action}")
+    return outcome
+
+
 HANDLERS: dict[str, Handler] = {
     "installation": _installation,
     "installation_repositories": _installation_repositories,
+    "installation_target": _installation_target,
     "repository": _repository,
     "push": _push,
     "issue_comment": _issue_comment,
+    "issues": _issues,
 }
 
 

@@ -189,7 +189,7 @@ async def _redis_pool(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     url = state.settings.REDIS_URL
-    assert url is not None  # checked by create_app
+    assert url is not None  # noqa: S101 - narrows the type; checked by create_app
     pool = await create_pool(RedisSettings.from_dsn(url))
     state.redis = pool
     try:

@@ -8,8 +8,9 @@ does the same work atomically:
 1. the delivery marker ``pe:delivery:{id}`` exists -> 0 (duplicate), nothing written;
 2. arq holds a job or a result under the job id -> the marker is set, 2 (duplicate);
 3. otherwise the job is written exactly as ``enqueue_job`` writes it (``ZADD`` to the
-   queue, scored with the enqueue time, and ``SET arq:job:{id}`` with ``PX`` expiry) and
-   the marker is set with its TTL -> 1 (queued).
+   queue, scored with the enqueue time, and ``SET arq:job:{id}``) and the marker is set
+   with its TTL -> 1 (queued). Unlike arq's default, the job key has no expiry: a delivery
+   waits for a worker however long none runs (arq deletes the key when the job is done).
 
 Redis does not roll a script back when a command in it fails, so the writes go in the
 order that cannot strand anything: ``ZADD`` (the only one that can fail, on a key of the
@@ -42,7 +43,7 @@ DUPLICATE: Final = 0
 JOB_EXISTS: Final = 2
 
 # KEYS: marker, job key, result key, queue. ARGV: marker TTL (s), job bytes,
-# job expiry (ms), score (ms), job id.
+# job expiry (ms; 0: none), score (ms), job id.
 DEDUPE_AND_ENQUEUE_LUA: Final = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
@@ -52,7 +53,11 @@ if redis.call('EXISTS', KEYS[2], KEYS[3]) ~= 0 then
   return 2
 end
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[5])
-redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+if ARGV[3] == '0' then
+  redis.call('SET', KEYS[2], ARGV[2])
+else
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+end
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
 return 1
 """
@@ -70,13 +75,16 @@ _Call = tuple[tuple[Any, ...], "asyncio.Future[int]"]
 class DeliveryQueue:
     """The one-round-trip dedupe + enqueue, bound to one arq pool and one event loop.
 
-    Honours the pool's arq settings as ``enqueue_job`` does: ``job_serializer``,
-    ``default_queue_name`` and ``expires_extra_ms``.
+    Honours the pool's arq settings as ``enqueue_job`` does: ``job_serializer`` and
+    ``default_queue_name``. `expires_ms` is the job's expiry (0, the default: never, so a
+    delivery is not lost however long the workers are down).
     """
 
-    def __init__(self, redis: ArqRedis, timeout: float = REDIS_TIMEOUT_SECONDS) -> None:
+    def __init__(self, redis: ArqRedis, timeout: float = REDIS_TIMEOUT_SECONDS,
+                 expires_ms: int = 0) -> None:
         self.redis = redis
         self.timeout = timeout
+        self.expires_ms = expires_ms
         self._script = redis.register_script(DEDUPE_AND_ENQUEUE_LUA)
         self._pending: list[_Call] = []
         self._senders: set[asyncio.Task[None]] = set()
@@ -98,10 +106,9 @@ class DeliveryQueue:
         enqueue_time_ms = timestamp_ms()
         job = serialize_job(function, args, {}, None, enqueue_time_ms,
                             serializer=redis.job_serializer)
-        # No deferral: the job expires expires_extra_ms after it is due, as in arq.
         call_args = (4, marker_key, job_key_prefix + job_id, result_key_prefix + job_id,
                      redis.default_queue_name, marker_ttl_seconds, job,
-                     redis.expires_extra_ms, enqueue_time_ms, job_id)
+                     self.expires_ms, enqueue_time_ms, job_id)
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending.append((call_args, future))
         if len(self._senders) < MAX_IN_FLIGHT:

@@ -10,11 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from arq.cron import next_cron
 
 from app.config import parse_config
 from app.config.loader import ConfigError
-from app.cron import parse_cron
+from app.cron import parse_schedule
 from app.services import activity, dashboard
 from app.services.access import authorized_team
 from app.services.config import CONFIG_PATH, CONFIG_REPO, config_for
@@ -50,9 +49,8 @@ policies:
 
 def next_scheduled_scan(cron_expr: str, now: datetime) -> datetime | None:
     try:
-        return next_cron(now.replace(tzinfo=None), **parse_cron(cron_expr)).replace(
-            microsecond=0, tzinfo=UTC)
-    except (ValueError, RuntimeError):
+        return parse_schedule(cron_expr).next_after(now)
+    except ValueError:
         return None
 
 

@@ -2,7 +2,8 @@
 
 One middleware does what GitHub does around every endpoint, in GitHub's order: injected
 faults, authentication, the primary (hourly) rate limit, secondary limits, the handler, then
-ETag/304 and the x-ratelimit-* headers. Handlers only deal with resources.
+ETag/304 and the x-ratelimit-* headers. Handlers only deal with resources (and set
+Last-Modified where GitHub sends it). ETags are per credential, as GitHub's are.
 
 The same host also serves the few github.com pages an App's users go through (Route auth
 "web"): the sign-in form, the OAuth web flow and the manifest flow. Those get faults and the
@@ -12,6 +13,7 @@ request log, but no API authentication, budget or headers.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import hashlib
 import json
 import logging
@@ -19,9 +21,10 @@ import math
 import re
 import secrets
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from html import escape
 from http import HTTPStatus
 from types import TracebackType
@@ -33,7 +36,7 @@ from aiohttp import web
 from yarl import URL
 
 from tests.fakegithub import graphql as gql
-from tests.fakegithub import render
+from tests.fakegithub import hooks, render
 from tests.fakegithub.state import (
     PERMISSION_LEVELS,
     REACTION_CONTENTS,
@@ -66,8 +69,7 @@ SECONDARY_MESSAGE = (
     "You have exceeded a secondary rate limit. Please wait a few minutes before you try "
     "again. If you reach out to GitHub Support for help, please include the request ID {rid}."
 )
-JWT_MAX_LIFETIME = 600  # GitHub: `exp` at most ten minutes ahead
-JWT_LEEWAY = 60  # GitHub tolerates small clock drift (gidgethub backdates iat by 60 s)
+JWT_MAX_LIFETIME = 600  # GitHub: `exp` no more than ten minutes into the future
 JSON_TYPE = "application/json"
 T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -239,8 +241,20 @@ def fault_response(rule: FailRule) -> web.Response:
     return resp
 
 
-def weak_etag(body: bytes) -> str:
-    return f'W/"{hashlib.sha256(body).hexdigest()[:32]}"'
+def weak_etag(body: bytes, credential: str) -> str:
+    # GitHub's ETags are specific to the credential that asked (GitHub support, 2024): the
+    # same body fetched with another token has another ETag. So is the fake's.
+    digest = hashlib.sha256(credential.encode() + b"\0" + body).hexdigest()
+    return f'W/"{digest[:32]}"'
+
+
+def credential_of(st: FakeState, caller: Caller) -> str:
+    """Whom an ETag belongs to: the installation or user token itself, the App (any JWT)."""
+    if caller.token is not None:
+        return caller.token.token
+    if caller.user_token is not None:
+        return caller.user_token.token
+    return f"app:{st.app_id}" if caller.kind == "app" else caller.kind
 
 
 def etag_matches(if_none_match: str, etag: str) -> bool:
@@ -249,6 +263,39 @@ def etag_matches(if_none_match: str, etag: str) -> bool:
 
     tags = [bare(t) for t in if_none_match.split(",")]
     return "*" in tags or bare(etag) in tags
+
+
+def http_date(ts: float) -> str:
+    """An HTTP-date (whole seconds, as Last-Modified carries it)."""
+    return email.utils.formatdate(ts, usegmt=True)
+
+
+def parse_http_date(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None  # not an HTTP-date: the header is ignored
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def not_modified(request: web.Request, etag: str, last_modified: str | None) -> bool:
+    """Whether the conditional GET gets a 304. As GitHub (Rails' `fresh?`), every validator
+    sent must hold: an If-None-Match with another token's ETag gets a 200 even when its
+    If-Modified-Since would hold, and If-Modified-Since holds only where GitHub sends
+    Last-Modified."""
+    checks: list[bool] = []
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match:
+        checks.append(etag_matches(if_none_match, etag))
+    since = parse_http_date(request.headers.get("If-Modified-Since"))
+    if since is not None:
+        modified = parse_http_date(last_modified)
+        checks.append(modified is not None and modified <= since)
+    return bool(checks) and all(checks)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -396,7 +443,35 @@ def authenticate(st: FakeState, request: web.Request, kind: str) -> Caller:
     return Caller("installation", inst, token)
 
 
+@dataclass
+class AppClock:
+    """GitHub's clock as the fake checks App JWTs against it: `offset` seconds ahead of this
+    host's (negative: behind), for tests of an App whose host clock is off."""
+
+    offset: float = 0.0
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+
+_APP_CLOCKS: weakref.WeakKeyDictionary[FakeState, AppClock] = weakref.WeakKeyDictionary()
+
+
+def app_clock(st: FakeState) -> AppClock:
+    """The clock `st`'s App JWTs are checked against; set its `offset` to skew it."""
+    clock = _APP_CLOCKS.get(st)
+    if clock is None:
+        clock = _APP_CLOCKS[st] = AppClock()
+    return clock
+
+
 def verify_jwt(st: FakeState, encoded: str) -> None:
+    """GitHub's checks of an App JWT: RS256 with the App's key; `iat` an integer not in the
+    future and `exp` after now, no more than ten minutes ahead, both by GitHub's clock and
+    with no leeway (GitHub documents none and refuses an `iat` even seconds ahead, hence its
+    advice to backdate `iat` by 60 s); `iss` the App's id or client id. Refusals are 401s
+    with GitHub's messages (the time ones are what clients such as Octokit match on)."""
+
     def fail(message: str) -> GitHubError:
         return GitHubError(401, message, doc=DOC_REST)
 
@@ -405,26 +480,27 @@ def verify_jwt(st: FakeState, encoded: str) -> None:
             encoded,
             st.public_key_pem,
             algorithms=["RS256"],
-            leeway=JWT_LEEWAY,
-            options={"require": ["exp", "iat", "iss"]},
+            # The times are checked below, against GitHub's clock rather than this host's.
+            options={"require": ["exp", "iat", "iss"], "verify_exp": False,
+                     "verify_iat": False, "verify_nbf": False},
         )
-    except jwt.ExpiredSignatureError:
-        raise fail(
-            "'Expiration time' claim ('exp') must be a numeric value representing the future "
-            "time at which the assertion expires"
-        ) from None
-    except jwt.ImmatureSignatureError:
+    except jwt.PyJWTError:
+        raise fail("A JSON web token could not be decoded") from None
+    now = app_clock(st).now()
+    iat, exp = claims["iat"], claims["exp"]
+    if isinstance(iat, bool) or not isinstance(iat, int) or iat > now:
         raise fail(
             "'Issued at' claim ('iat') must be an Integer representing the time that the "
             "assertion was issued"
-        ) from None
-    except jwt.PyJWTError:
-        raise fail("A JSON web token could not be decoded") from None
-    now = time.time()
-    exp, iat = float(claims["exp"]), float(claims["iat"])
-    if exp - now > JWT_MAX_LIFETIME + JWT_LEEWAY / 2 or exp - iat > JWT_MAX_LIFETIME + JWT_LEEWAY:
+        )
+    if isinstance(exp, bool) or not isinstance(exp, int | float) or exp <= now:
+        raise fail(
+            "'Expiration time' claim ('exp') must be a numeric value representing the future "
+            "time at which the assertion expires"
+        )
+    if exp - now > JWT_MAX_LIFETIME:
         raise fail("'Expiration time' claim ('exp') is too far in the future")
-    if str(claims["iss"]) != str(st.app_id):
+    if str(claims["iss"]) not in (str(st.app_id), st.client_id):
         raise fail("Integration not found")
 
 
@@ -549,14 +625,18 @@ async def _serve(
         and isinstance(resp, web.Response)
         and isinstance(resp.body, bytes)
     ):
-        etag = weak_etag(resp.body)
+        etag = weak_etag(resp.body, credential_of(st, caller))
         resp.headers["ETag"] = etag
         resp.headers["Cache-Control"] = "private, max-age=60, s-maxage=60"
-        inm = request.headers.get("If-None-Match")
-        if inm and etag_matches(inm, etag):
+        # Set by the handlers of the endpoints where GitHub sends it.
+        last_modified = resp.headers.get("Last-Modified")
+        if not_modified(request, etag, last_modified):
             # Conditional hits are free on GitHub: the budget is not touched.
             st.not_modified_responses += 1
-            resp = web.Response(status=304, headers={"ETag": etag})
+            validators = {"ETag": etag}
+            if last_modified:
+                validators["Last-Modified"] = last_modified
+            resp = web.Response(status=304, headers=validators)
 
     if r.counted and resp.status != 304:
         if resource == "core":
@@ -726,6 +806,61 @@ async def revoke_own_token(request: web.Request) -> web.Response:
     return no_content()
 
 
+# ----------------------------------------------------------------------------- app webhook
+HOOK_DOC = "https://docs.github.com/rest/apps/webhooks"
+
+
+def _hook_delivery_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["delivery_id"])
+    except ValueError:
+        raise not_found() from None
+
+
+def _hook_error(e: hooks.HookApiError) -> GitHubError:
+    return GitHubError(e.status, e.message, errors=e.errors)
+
+
+@route("GET", "/app/hook/deliveries",
+       doc=HOOK_DOC + "#list-deliveries-for-an-app-webhook", auth="app")
+async def list_hook_deliveries(request: web.Request) -> web.Response:
+    per_page = int_param(request, "per_page", hooks.DEFAULT_PER_PAGE)
+    per_page = hooks.DEFAULT_PER_PAGE if per_page < 1 else min(per_page, hooks.MAX_PER_PAGE)
+    try:
+        page = state_of(request).hook.page(
+            per_page, request.query.get("cursor"), status=request.query.get("status"),
+            redelivery=request.query.get("redelivery"))
+    except hooks.HookApiError as e:
+        raise _hook_error(e) from None
+    # Cursor pagination, as GitHub links this endpoint: next/prev, never first/last.
+    links = [
+        f'<{request.url.update_query(per_page=str(per_page), cursor=cursor)}>; rel="{rel}"'
+        for rel, cursor in (("prev", page.prev_cursor), ("next", page.next_cursor)) if cursor
+    ]
+    return json_response([d.summary() for d in page.items],
+                         headers={"Link": ", ".join(links)} if links else None)
+
+
+@route("GET", "/app/hook/deliveries/{delivery_id}",
+       doc=HOOK_DOC + "#get-a-delivery-for-an-app-webhook", auth="app")
+async def get_hook_delivery(request: web.Request) -> web.Response:
+    delivery = state_of(request).hook.find(_hook_delivery_id(request))
+    if delivery is None:
+        raise not_found()
+    return json_response(delivery.full())
+
+
+@route("POST", "/app/hook/deliveries/{delivery_id}/attempts",
+       doc=HOOK_DOC + "#redeliver-a-delivery-for-an-app-webhook", auth="app")
+async def redeliver_hook_delivery(request: web.Request) -> web.Response:
+    st = state_of(request)
+    try:
+        st.hook.request_redelivery(st, _hook_delivery_id(request))
+    except hooks.HookApiError as e:
+        raise _hook_error(e) from None
+    return json_response({}, 202)
+
+
 # ----------------------------------------------------------------------------- repositories
 @route(
     "GET",
@@ -752,7 +887,11 @@ async def list_installation_repos(request: web.Request) -> web.Response:
 @route("GET", "/repos/{owner}/{repo}",
        doc="https://docs.github.com/rest/repos/repos#get-a-repository")
 async def get_repository(request: web.Request) -> web.Response:
-    return json_response(render.repo(state_of(request), get_repo(request)))
+    repo = get_repo(request)
+    # GitHub's Last-Modified here is the repository's updated_at (a push alone, or a new
+    # issue, may change the body without it: If-Modified-Since then says "not modified").
+    return json_response(render.repo(state_of(request), repo),
+                         headers={"Last-Modified": http_date(repo.updated_at)})
 
 
 @route("PATCH", "/repos/{owner}/{repo}",
@@ -814,12 +953,17 @@ async def get_contents(request: web.Request) -> web.Response:
     path = request.match_info.get("path", "").strip("/")
     if path in files:
         text = files[path]
+        # GitHub sends the time of the last commit that touched the file; the fake keeps no
+        # per-file history, so the repository's last push or settings change stands in (it
+        # changes whenever the file does, and more often: never a 304 GitHub would not give).
+        modified = {"Last-Modified": http_date(max(repo.pushed_at, repo.updated_at))}
         accept = request.headers.get("Accept", "")
         if "vnd.github.raw" in accept or "vnd.github.v3.raw" in accept:
             return web.Response(
-                text=text, content_type="application/vnd.github.raw", charset="utf-8"
+                text=text, content_type="application/vnd.github.raw", charset="utf-8",
+                headers=modified,
             )
-        return json_response(render.content_file(st, repo, path, text, ref))
+        return json_response(render.content_file(st, repo, path, text, ref), headers=modified)
     prefix = f"{path}/" if path else ""
     entries: dict[str, tuple[str, str | None]] = {}
     for fpath, text in files.items():
@@ -1020,7 +1164,10 @@ async def create_issue(request: web.Request) -> web.Response:
        doc="https://docs.github.com/rest/issues/issues#get-an-issue")
 async def get_issue_handler(request: web.Request) -> web.Response:
     repo = get_repo(request)
-    return json_response(render.issue(state_of(request), get_issue(request, repo)))
+    issue = get_issue(request, repo)
+    # GitHub's Last-Modified here is the issue's updated_at.
+    return json_response(render.issue(state_of(request), issue),
+                         headers={"Last-Modified": http_date(issue.updated_at)})
 
 
 STATE_REASONS = ("completed", "not_planned", "duplicate", "reopened")
@@ -1960,7 +2107,21 @@ class FakeGitHub:
         self.state.api_url = self.url
         return self
 
+    async def send_event(
+        self, event: str, payload: dict[str, Any], *,
+        installation: Installation | int | None = None, delivered_at: float | None = None,
+        guid: str | None = None,
+    ) -> hooks.HookDelivery | None:
+        """GitHub sends `event` to the App's hook (`state.hook.url`); see hooks.send_event."""
+        return await hooks.send_event(self.state, event, payload, installation=installation,
+                                      delivered_at=delivered_at, guid=guid)
+
+    async def hooks_idle(self) -> None:
+        """Wait until every redelivery asked through the API has been sent and logged."""
+        await self.state.hook.idle()
+
     async def close(self) -> None:
+        await self.state.hook.aclose()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -38,7 +38,7 @@ DEFAULT_INSTALLATION_PERMISSIONS: dict[str, str] = {
     "metadata": "read",
     "organization_administration": "read",
 }
-DEFAULT_INSTALLATION_EVENTS = ["issue_comment", "push", "repository"]
+DEFAULT_INSTALLATION_EVENTS = ["issue_comment", "issues", "push", "repository"]
 # Organization roles (GET /orgs/{org}/memberships/{username} `role`): "admin" is an owner.
 ORG_ROLES = ("admin", "member")
 TEAM_ROLES = ("member", "maintainer")
@@ -439,6 +439,10 @@ class FakeState:
         self.callback_urls: list[str] = []
         # The App's webhook secret, once the manifest flow has generated one.
         self.webhook_secret: str | None = None
+        # The App's webhook (URL, delivery log) that hooks.send_event delivers through.
+        from tests.fakegithub.hooks import AppHook  # hooks imports this module
+
+        self.hook = AppHook()
         self.user_token_ttl_seconds: float = USER_TOKEN_TTL
         self.refresh_token_ttl_seconds: float = REFRESH_TOKEN_TTL
         self.oauth_code_ttl_seconds: float = OAUTH_CODE_TTL
@@ -534,6 +538,21 @@ class FakeState:
                          created_at=time.time() - 86400)
             self.users[login.lower()] = found
         return found
+
+    def rename_account(self, login: str, new_login: str) -> User:
+        """The account changes its login (its repositories' full names follow)."""
+        account = self.users.pop(login.lower())
+        account.login = new_login
+        self.users[new_login.lower()] = account
+        return account
+
+    def close_issue(self, full_name: str, number: int, by: str) -> Issue:
+        """A person closes an issue in the web UI."""
+        issue = self.issue(full_name, number)
+        issue.state, issue.state_reason = "closed", "completed"
+        issue.closed_at = issue.updated_at = time.time()
+        issue.closed_by = self.user(by)
+        return issue
 
     # ----------------------------------------------------------------- organizations & teams
     def _org(self, org: str) -> User:

@@ -379,6 +379,45 @@ def issue_comment(
     return payload
 
 
+def issues(
+    st: FakeState,
+    issue: Issue,
+    action: str,
+    *,
+    sender: str | User | None = None,
+) -> dict[str, Any]:
+    """`issues` event (closed, reopened, deleted, transferred, ...) for an issue in the
+    state; the sender defaults to whoever closed it, else its author."""
+    payload: dict[str, Any] = {"action": action, "issue": render.issue(st, issue)}
+    payload.update(_repo_context(st, issue.repo, None))
+    payload["sender"] = _sender(st, sender, issue.closed_by or issue.user)
+    return payload
+
+
+def installation_target(
+    st: FakeState,
+    inst: Installation,
+    old_login: str,
+    *,
+    sender: str | User | None = None,
+) -> dict[str, Any]:
+    """`installation_target` "renamed": the installation's account changed its login."""
+    account = render.user(st, inst.account)
+    return {
+        "action": "renamed",
+        "account": {**account, "description": "", "website_url": None,
+                    "archived_at": None, "has_organization_projects": True,
+                    "has_repository_projects": True, "is_verified": False,
+                    "public_repos": len(inst.repos), "followers": 0, "following": 0,
+                    "created_at": iso(inst.account.created_at),
+                    "updated_at": iso(time.time())},
+        "changes": {"login": {"from": old_login}},
+        "installation": _installation_ref(inst),
+        "target_type": inst.account.type,
+        "sender": _sender(st, sender, _default_actor(st, inst.account)),
+    }
+
+
 def ping(
     st: FakeState,
     *,
