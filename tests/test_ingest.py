@@ -26,18 +26,12 @@ from sqlalchemy import select
 
 from app.db.models import WebhookDelivery
 from app.embedded_redis import free_port
+from app.services.deliveries import DELIVERY_MARKER_TTL, delivery_marker_key, webhook_job_id
 from app.settings import Settings
 from app.web import create_app
 from app.web.app import create_runner
 from app.web.enqueue import DUPLICATE, JOB_EXISTS, MAX_IN_FLIGHT, QUEUED, DeliveryQueue
-from app.web.webhooks import (
-    DEDUPE_TTL_SECONDS,
-    JOB_FUNCTION,
-    WEBHOOK_PATH,
-    dedupe_key,
-    job_id_for,
-    sign,
-)
+from app.web.webhooks import JOB_FUNCTION, WEBHOOK_PATH, sign
 from tests.stack import Stack
 
 BODY = json.dumps({"ref": "refs/heads/main", "installation": {"id": 42}}).encode()
@@ -54,8 +48,8 @@ async def enqueue(queue: DeliveryQueue, delivery_id: str, event: str = "push",
                   action: str | None = None, installation_id: int | None = 42,
                   body: bytes | None = BODY) -> int:
     return await queue.dedupe_and_enqueue(
-        dedupe_key(delivery_id), DEDUPE_TTL_SECONDS, job_id_for(delivery_id), JOB_FUNCTION,
-        delivery_id, event, action, installation_id, body)
+        delivery_marker_key(delivery_id), DELIVERY_MARKER_TTL, webhook_job_id(delivery_id),
+        JOB_FUNCTION, delivery_id, event, action, installation_id, body)
 
 
 async def test_one_job_with_the_right_id_args_score_and_ttls(pool: ArqRedis) -> None:
@@ -79,7 +73,7 @@ async def test_one_job_with_the_right_id_args_score_and_ttls(pool: ArqRedis) -> 
     # No expiry (arq's default is a day): the delivery waits however long no worker runs.
     assert await pool.pttl("arq:job:webhook:d-1") == -1
     marker_ttl = await pool.ttl("pe:delivery:d-1")
-    assert DEDUPE_TTL_SECONDS - 60 < marker_ttl <= DEDUPE_TTL_SECONDS
+    assert DELIVERY_MARKER_TTL - 60 < marker_ttl <= DELIVERY_MARKER_TTL
     assert await Job("webhook:d-1", pool).status() == JobStatus.queued
 
 
@@ -119,9 +113,9 @@ async def test_existing_job_or_result_is_refused_and_marked(pool: ArqRedis) -> N
     """The marker expired (or was lost) but arq still holds the job or its result."""
     queue = DeliveryQueue(pool)
     assert await enqueue(queue, "old") == QUEUED
-    await pool.delete(dedupe_key("old"))
+    await pool.delete(delivery_marker_key("old"))
     assert await enqueue(queue, "old") == JOB_EXISTS
-    assert await pool.exists(dedupe_key("old")) == 1
+    assert await pool.exists(delivery_marker_key("old")) == 1
     assert len(await pool.queued_jobs()) == 1
 
     await pool.set("arq:result:webhook:done", b"x")
@@ -136,7 +130,7 @@ async def test_failed_script_leaves_no_marker(pool: ArqRedis) -> None:
     await pool.set(default_queue_name, "not a sorted set")
     with pytest.raises(ResponseError):
         await enqueue(queue, "broken")
-    assert await pool.exists(dedupe_key("broken"), "arq:job:webhook:broken") == 0
+    assert await pool.exists(delivery_marker_key("broken"), "arq:job:webhook:broken") == 0
     await pool.delete(default_queue_name)
     assert await enqueue(queue, "broken") == QUEUED
 

@@ -442,3 +442,25 @@ async def test_the_dashboard_says_why_the_config_cannot_be_read(
         assert "the last valid one stays in force" in html and "502" in html
         page = await text(http, f"{dash.base_url}/orgs/acme/config")
         assert "config.yaml cannot be read." in page and "data-config-text" in page
+
+
+async def test_an_accepted_delivery_whose_job_was_lost_is_redelivered(
+        stack: Stack, fake_github: FakeGitHub) -> None:
+    st = fake_github.state
+    inst = small_org(st)
+    hook_to(stack, fake_github)
+    sent = await fake_github.send_event("installation", hooks.installation(st, inst))
+    assert sent is not None and sent.status_code == 202
+    # Redis lost the job (no AOF) but not the marker; no worker ever saw it.
+    await stack.redis.delete(f"arq:job:webhook:{sent.guid}")
+    await stack.redis.zrem("arq:queue", f"webhook:{sent.guid}")
+
+    # Within the hour it may still be queued somewhere: nothing is asked.
+    assert (await recover(stack, fake_github)).redelivered == []
+    st.hook.age(2 * 3600)
+    result = await recover(stack, fake_github)
+
+    assert result.redelivered == [sent.guid]
+    row = await stack.installation(inst.id)
+    assert row is not None and row.config_status == "valid"
+    assert "Require AGENTS.md" in open_issues(st, "acme/api")

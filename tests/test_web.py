@@ -21,9 +21,10 @@ from arq.jobs import JobDef
 from app.db.models import Base, Installation, Repository, Scan
 from app.db.session import get_engine, sessionmaker
 from app.embedded_redis import free_port
+from app.services.deliveries import DELIVERY_MARKER_TTL
 from app.settings import Settings, SettingsError
 from app.web import create_app
-from app.web.webhooks import DEDUPE_TTL_SECONDS, MAX_BODY_BYTES, WEBHOOK_PATH
+from app.web.webhooks import MAX_BODY_BYTES, WEBHOOK_PATH
 from tests.ops import serve
 
 SECRET = "s3cret"
@@ -117,7 +118,7 @@ async def test_valid_delivery_enqueues_one_job(client: Client, queue: ArqRedis) 
     assert job.kwargs == {}
     assert job.job_id == f"webhook:{delivery}"
     ttl = await queue.ttl(f"pe:delivery:{delivery}")
-    assert DEDUPE_TTL_SECONDS - 60 < ttl <= DEDUPE_TTL_SECONDS
+    assert DELIVERY_MARKER_TTL - 60 < ttl <= DELIVERY_MARKER_TTL
 
 
 async def test_handled_event_without_action_or_installation(

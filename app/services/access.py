@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import aiohttp
 import gidgethub
@@ -85,18 +86,19 @@ async def grant_for(github: GitHub, redis: Redis, inst: Installation, cfg: OrgCo
 
 async def _ask_github(github: GitHub, inst: Installation, team: str | None,
                       login: str) -> str | None:
-    org = inst.account_login
+    # Each name is one path segment, whatever it holds ("?", "#", "%", "/" included).
+    org, user = quote(inst.account_login, safe=""), quote(login, safe="")
     try:
         gh = github.installation(inst.id)
-        membership = await _get_or_none(gh, f"/orgs/{org}/memberships/{login}")
+        membership = await _get_or_none(gh, f"/orgs/{org}/memberships/{user}")
         if membership is None or membership.get("state") != "active":
             return None
         if membership.get("role") == "admin":
             return OWNER
         if team is None:
             return None
-        slug = team.split("/", 1)[1]
-        in_team = await _get_or_none(gh, f"/orgs/{org}/teams/{slug}/memberships/{login}")
+        slug = quote(team.split("/", 1)[1], safe="")
+        in_team = await _get_or_none(gh, f"/orgs/{org}/teams/{slug}/memberships/{user}")
         return TEAM if in_team is not None and in_team.get("state") == "active" else None
     except gidgethub.HTTPException as exc:
         status = int(exc.status_code)

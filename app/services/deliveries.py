@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import gidgethub
+from arq.constants import in_progress_key_prefix, job_key_prefix
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
@@ -48,10 +49,18 @@ STATE_TTL = 30 * 24 * 3600
 MAX_REDELIVERIES_PER_RUN = 500
 # Outcomes of a job that failed for good start with this.
 FAILED = "failed"
+# An accepted delivery whose job is neither recorded nor in the queue after this long was
+# lost (its webhook job retries for about 40 minutes before it is recorded as failed).
+LOST_AFTER = timedelta(hours=1)
 
 
 def delivery_marker_key(delivery_id: str) -> str:
     return f"{DELIVERY_MARKER_PREFIX}{delivery_id}"
+
+
+def webhook_job_id(delivery_id: str) -> str:
+    """The arq job id of a delivery's handle_webhook job."""
+    return f"webhook:{delivery_id}"
 
 
 def processed(outcome: str | None) -> bool:
@@ -76,6 +85,13 @@ class RecoveryResult:
     refused: list[str] = field(default_factory=list)
     stale_scans: list[int] = field(default_factory=list)
     checkpoint: int = 0
+
+
+async def _job_exists(svc: Services, guid: str) -> bool:
+    """Whether arq still holds the delivery's job (queued, deferred or running)."""
+    job_id = webhook_job_id(guid)
+    return bool(await svc.redis.exists(job_key_prefix + job_id,
+                                       in_progress_key_prefix + job_id))
 
 
 def _when(item: dict[str, Any]) -> datetime:
@@ -173,9 +189,13 @@ async def recover_deliveries(svc: Services, now: datetime | None = None) -> Reco
         if processed(outcome) or guid in asked:
             continue
         if (delivered and not job_failed) or outcome == "received":
-            # Accepted and queued (or running): not settled until its job has run.
-            unsettled.append(min(int(a["id"]) for a in attempts))
-            continue
+            # Accepted and queued (or running): not settled until its job has run, unless
+            # its job is gone from Redis (lost with a Redis that kept no AOF): then the
+            # marker goes too, so the redelivery is accepted.
+            if now - _when(latest) < LOST_AFTER or await _job_exists(svc, guid):
+                unsettled.append(min(int(a["id"]) for a in attempts))
+                continue
+            await svc.redis.delete(delivery_marker_key(guid))
         if len(result.redelivered) >= MAX_REDELIVERIES_PER_RUN:
             unsettled.append(min(int(a["id"]) for a in attempts))
             continue

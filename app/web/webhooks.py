@@ -12,6 +12,14 @@ worker always receives JSON.
 
 Redis round trips per delivery: one. A Lua script (app.web.enqueue) checks the delivery
 marker and writes the arq job as ``enqueue_job`` would, atomically.
+
+Nothing is read from the socket before it must be: the secret, the signature header's
+shape, the event and delivery headers and the Content-Length are checked first, so a
+request that cannot succeed is answered before its body is read (aiohttp then discards
+the rest). The body is then read as it arrives into the HMAC, up to MAX_BODY_BYTES, and
+answered 413 as soon as it goes over, with or without a Content-Length; one that stops
+coming is answered 408 after BODY_READ_TIMEOUT_SECONDS, one that cannot be read (broken
+chunked framing or compression) 400. Bad input never gets a 5xx: only Redis trouble does.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -28,10 +37,12 @@ from urllib.parse import parse_qs
 
 import orjson
 from aiohttp import web
+from aiohttp.http import HttpProcessingError
 from redis.exceptions import RedisError
 
 from app.logs import bind_log_fields, log_context
 from app.metrics import observe_webhook
+from app.services.deliveries import DELIVERY_MARKER_TTL, delivery_marker_key, webhook_job_id
 from app.services.webhooks import HANDLERS
 from app.web.enqueue import DUPLICATE, QUEUED
 from app.web.state import STATE, WebState
@@ -41,11 +52,12 @@ log = logging.getLogger(__name__)
 WEBHOOK_PATH = "/api/github/webhooks"
 # GitHub caps webhook payloads at 25 MB; anything bigger cannot come from GitHub.
 MAX_BODY_BYTES = 25 * 1024 * 1024
+# GitHub gives up on a delivery after 10 seconds: a body still coming after that is not
+# worth waiting for (aiohttp itself sets no limit, and a broken chunk can stall it).
+BODY_READ_TIMEOUT_SECONDS = 10.0
 JOB_FUNCTION = "handle_webhook"
 # Events whose body the job needs; for the others only the delivery is recorded.
 HANDLED_EVENTS = frozenset(HANDLERS)
-DEDUPE_KEY_PREFIX = "pe:delivery:"
-DEDUPE_TTL_SECONDS = 7 * 24 * 3600
 RETRY_AFTER_SECONDS = 60
 # Delivery ids are GUIDs and event names short words; both fit the 64-character DB columns.
 MAX_HEADER_LEN = 64
@@ -55,26 +67,58 @@ _FORM = "application/x-www-form-urlencoded"
 REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 
 
-def job_id_for(delivery_id: str) -> str:
-    return f"webhook:{delivery_id}"
-
-
-def dedupe_key(delivery_id: str) -> str:
-    return f"{DEDUPE_KEY_PREFIX}{delivery_id}"
-
-
 def sign(secret: str, body: bytes) -> str:
     """The X-Hub-Signature-256 value GitHub sends for `body`."""
     # hmac.digest: OpenSSL's one-shot HMAC, without the Python-level hmac.HMAC object.
     return "sha256=" + hmac.digest(secret.encode(), body, hashlib.sha256).hex()
 
 
-def signature_is_valid(secret: str, body: bytes, header: str | None) -> bool:
-    """Constant-time check of X-Hub-Signature-256. The SHA-1 header is never consulted."""
-    if not header:
-        return False
-    # Compare bytes: compare_digest refuses non-ASCII str, and a header may contain anything.
-    return hmac.compare_digest(sign(secret, body).encode(), header.encode("utf-8", "replace"))
+# What GitHub sends: "sha256=" and the lowercase hex HMAC. Anything else cannot match, and
+# is refused before the body is read. (The SHA-1 header is never consulted.)
+_SIGNATURE_SHAPE = re.compile(r"sha256=[0-9a-f]{64}")
+
+
+class _TooLarge(Exception):
+    """The body went over MAX_BODY_BYTES while it was being read."""
+
+
+class _TooSlow(Exception):
+    """The body did not arrive within BODY_READ_TIMEOUT_SECONDS."""
+
+
+async def read_body(request: web.Request, key: bytes) -> tuple[bytes, bytes]:
+    """The body and its HMAC-SHA256 under `key`, read as it arrives and never past
+    MAX_BODY_BYTES (raises _TooLarge the moment it goes over, Content-Length or not),
+    nor for longer than BODY_READ_TIMEOUT_SECONDS (raises _TooSlow).
+
+    Raises RequestPayloadError, HttpProcessingError or OSError when the body cannot be
+    read (broken chunked framing or compression, or the client went away)."""
+    content = request.content
+    first = b""
+    if content.is_eof():
+        # The common case: the body came with the headers and is all here. No timer,
+        # one-shot HMAC, no copy.
+        first = await content.readany()
+        if content.at_eof():
+            if len(first) > MAX_BODY_BYTES:
+                raise _TooLarge
+            return first, hmac.digest(key, first, "sha256")
+    mac = hmac.new(key, digestmod="sha256")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT_SECONDS):
+            chunk = first or await content.readany()
+            while chunk:  # readany answers b"" only at the end of the body
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise _TooLarge
+                mac.update(chunk)
+                chunks.append(chunk)
+                chunk = await content.readany()
+    except TimeoutError:
+        raise _TooSlow from None
+    return b"".join(chunks), mac.digest()
 
 
 class BadPayload(ValueError):
@@ -129,6 +173,9 @@ def _printable(value: str) -> str:
     text = value[:MAX_HEADER_LEN]
     return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
+
+# Outcomes that end in ":<exception class>" in the log line.
+_OUTCOMES_WITH_CLASS = ("unavailable:", "rejected:unreadable-body:")
 
 # The common answers, serialised once.
 _QUEUED_BODY = json.dumps({"status": "queued"}).encode()
@@ -185,9 +232,10 @@ async def handle_webhook(request: web.Request) -> web.Response:
         )
     outcome = delivery.outcome
     # Bounded labels: an unauthenticated event name could be anything, and "unavailable"
-    # carries the exception's class in the log line only.
-    observe_webhook(delivery.event if delivery.verified else "-",
-                    "unavailable" if outcome.startswith("unavailable") else outcome)
+    # and "unreadable-body" carry the exception's class in the log line only.
+    if outcome.startswith(_OUTCOMES_WITH_CLASS):
+        outcome = outcome.rpartition(":")[0]
+    observe_webhook(delivery.event if delivery.verified else "-", outcome)
     return response
 
 
@@ -207,25 +255,14 @@ async def _process(request: web.Request, state: WebState, delivery: _Delivery) -
             "set WEBHOOK_SECRET to the GitHub App's webhook secret and restart",
         )
 
-    length = request.content_length
-    if length is not None and length > MAX_BODY_BYTES:
-        delivery.outcome = "rejected:too-large"
-        return _error(413, f"body exceeds {MAX_BODY_BYTES} bytes")
-    try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        delivery.outcome = "rejected:too-large"
-        return _error(413, f"body exceeds {MAX_BODY_BYTES} bytes")
-
+    # Everything the headers can tell is checked before a byte of the body is read.
     signature = request.headers.get("X-Hub-Signature-256")
     if not signature:
         delivery.outcome = "rejected:no-signature"
         return _error(401, "missing X-Hub-Signature-256 header")
-    if not signature_is_valid(secret, body, signature):
+    if not _SIGNATURE_SHAPE.fullmatch(signature):
         delivery.outcome = "rejected:bad-signature"
         return _error(401, "invalid X-Hub-Signature-256 signature")
-
-    # Authenticated from here on.
     for name, value in (("X-GitHub-Event", delivery.event),
                         ("X-GitHub-Delivery", delivery.delivery_id)):
         if not value:
@@ -234,6 +271,26 @@ async def _process(request: web.Request, state: WebState, delivery: _Delivery) -
         if len(value) > MAX_HEADER_LEN or not value.isprintable():
             delivery.outcome = "rejected:bad-headers"
             return _error(400, f"malformed {name} header")
+    length = request.content_length
+    if length is not None and length > MAX_BODY_BYTES:
+        delivery.outcome = "rejected:too-large"
+        return _error(413, f"body exceeds {MAX_BODY_BYTES} bytes")
+
+    try:
+        body, digest = await read_body(request, secret.encode())
+    except _TooLarge:
+        delivery.outcome = "rejected:too-large"
+        return _error(413, f"body exceeds {MAX_BODY_BYTES} bytes")
+    except _TooSlow:
+        delivery.outcome = "rejected:too-slow"
+        return _error(408, f"body not received within {BODY_READ_TIMEOUT_SECONDS:g} seconds")
+    except (web.RequestPayloadError, HttpProcessingError, OSError) as exc:
+        delivery.outcome = f"rejected:unreadable-body:{type(exc).__name__}"
+        return _error(400, "the request body could not be read")
+    if not hmac.compare_digest(digest, bytes.fromhex(signature[7:])):
+        delivery.outcome = "rejected:bad-signature"
+        return _error(401, "invalid X-Hub-Signature-256 signature")
+    # Authenticated from here on.
     delivery.verified = True
 
     try:
@@ -282,9 +339,9 @@ async def _dedupe_and_enqueue(state: WebState, delivery: _Delivery, body: bytes 
     redelivery is accepted, or answered "duplicate" with the job already queued.
     """
     return await state.delivery_queue().dedupe_and_enqueue(
-        dedupe_key(delivery.delivery_id),
-        DEDUPE_TTL_SECONDS,
-        job_id_for(delivery.delivery_id),
+        delivery_marker_key(delivery.delivery_id),
+        DELIVERY_MARKER_TTL,
+        webhook_job_id(delivery.delivery_id),
         JOB_FUNCTION,
         delivery.delivery_id,
         delivery.event,
