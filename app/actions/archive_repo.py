@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from app.actions.base import ActionContext, Outcome
+from app.github.paths import repo_path
 
 
 class ArchiveRepo:
@@ -17,10 +18,10 @@ class ArchiveRepo:
         if ctx.violation.state != "open":
             # Unarchiving is a human decision; resolving never undoes an archive.
             return Outcome("skipped", "violation resolved; the repository is left as it is", url)
-        repo = await ctx.gh.getitem(f"/repos/{ctx.full_name}")
+        repo = await ctx.gh.getitem(f"{repo_path(ctx.full_name)}")
         if repo.get("archived"):
             return Outcome("skipped", "already archived", url)
-        await ctx.gh.patch(f"/repos/{ctx.full_name}", data={"archived": True})
+        await ctx.gh.patch(f"{repo_path(ctx.full_name)}", data={"archived": True})
         return Outcome("success", f"archived: {ctx.violation.message}", url)
 
 

@@ -13,6 +13,7 @@ from urllib.parse import quote
 import gidgethub
 
 from app.actions.base import ActionContext, Outcome, marker, transition_marker
+from app.github.paths import repo_path
 
 DEFAULT_LABELS = ("policy-enforcer",)
 LABEL_COLOR = "d93f0b"
@@ -50,7 +51,7 @@ async def _find_by_marker(ctx: ActionContext) -> dict[str, Any] | None:
     mark = marker(ctx.violation.policy)
     creator = quote(ctx.bot_login, safe="")
     async for issue in ctx.gh.getiter(
-        f"/repos/{ctx.full_name}/issues?state=all&creator={creator}&per_page=100"
+        f"{repo_path(ctx.full_name)}/issues?state=all&creator={creator}&per_page=100"
     ):
         if "pull_request" not in issue and mark in (issue.get("body") or ""):
             return dict(issue)
@@ -59,7 +60,7 @@ async def _find_by_marker(ctx: ActionContext) -> dict[str, Any] | None:
 
 async def _get_issue(ctx: ActionContext, number: int) -> dict[str, Any] | None:
     try:
-        issue: dict[str, Any] = await ctx.gh.getitem(f"/repos/{ctx.full_name}/issues/{number}")
+        issue: dict[str, Any] = await ctx.gh.getitem(f"{repo_path(ctx.full_name)}/issues/{number}")
     except gidgethub.BadRequest as exc:
         if int(exc.status_code) in (404, 410):  # deleted or transferred away
             return None
@@ -73,21 +74,21 @@ async def _ensure_labels(ctx: ActionContext, labels: list[str]) -> None:
         # not): such a label is only ever created, "already exists" being as good.
         if name not in (".", ".."):
             try:
-                await ctx.gh.getitem(f"/repos/{ctx.full_name}/labels/{quote(name, safe='')}")
+                await ctx.gh.getitem(f"{repo_path(ctx.full_name)}/labels/{quote(name, safe='')}")
                 continue
             except gidgethub.BadRequest as exc:
                 if int(exc.status_code) != 404:
                     raise
         # 422 already_exists: another run created it meanwhile.
         with suppress(gidgethub.InvalidField):
-            await ctx.gh.post(f"/repos/{ctx.full_name}/labels",
+            await ctx.gh.post(f"{repo_path(ctx.full_name)}/labels",
                               data={"name": name, "color": LABEL_COLOR})
 
 
 async def _comment_once(ctx: ActionContext, number: int, text: str, suffix: str = "") -> None:
     """Post the transition comment unless an earlier try of this job already did."""
     mark = transition_marker(ctx.violation, suffix)
-    url = f"/repos/{ctx.full_name}/issues/{number}/comments"
+    url = f"{repo_path(ctx.full_name)}/issues/{number}/comments"
     async for comment in ctx.gh.getiter(f"{url}?per_page=100"):
         if mark in (comment.get("body") or ""):
             return
@@ -113,7 +114,7 @@ class CreateIssue:
         return await self._resolve(ctx, issue)
 
     async def _open(self, ctx: ActionContext, issue: dict[str, Any] | None) -> Outcome:
-        base = f"/repos/{ctx.full_name}/issues"
+        base = f"{repo_path(ctx.full_name)}/issues"
         body = _body(ctx)
         if issue is None:
             labels = _labels(ctx)
@@ -155,7 +156,7 @@ class CreateIssue:
         if issue.get("state") == "closed":
             return Outcome("skipped", f"issue #{number} is already closed",
                            issue.get("html_url"), updates)
-        base = f"/repos/{ctx.full_name}/issues/{number}"
+        base = f"{repo_path(ctx.full_name)}/issues/{number}"
         reason = ctx.violation.closed_reason
         await _comment_once(ctx, number,
                             f"{reason} Closing this issue about **{ctx.violation.policy}**."

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from app.db.models import Scan
+from app.github.paths import repo_path
 from app.services.context import Services
 from app.services.queue import exclusive
 from app.services.scan_requests import scan_key
@@ -75,7 +76,7 @@ COMMANDS: dict[str, tuple[frozenset[str], Handler]] = {
 async def run_command(svc: Services, req: CommandRequest) -> str:
     """React, check permission, run, reply. Returns the outcome for the delivery log."""
     gh = svc.github.installation(req.installation_id)
-    base = f"/repos/{req.full_name}"
+    base = f"{repo_path(req.full_name)}"
     reactions = f"{base}/issues/comments/{req.comment_id}/reactions"
     reply = f"{base}/issues/{req.issue_number}/comments"
     entry = COMMANDS.get(req.command)

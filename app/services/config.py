@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-from urllib.parse import quote
 
 import aiohttp
 import gidgethub
@@ -21,6 +20,7 @@ from gidgethub.abc import GitHubAPI
 from app.config import ConfigError, OrgConfig, parse_config
 from app.db.models import Installation, utcnow
 from app.github.errors import RateLimited, describe_error
+from app.github.paths import repo_path
 from app.yamlsafe import MAX_BYTES
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def _unreadable(inst: Installation, why: str) -> str:
 
 async def _repo_readable(gh: GitHubAPI, login: str) -> bool:
     try:
-        await gh.getitem(f"/repos/{quote(login, safe='')}/{CONFIG_REPO}")
+        await gh.getitem(repo_path(f"{login}/{CONFIG_REPO}"))
     except gidgethub.BadRequest as exc:
         if int(exc.status_code) in (403, 404):
             return False
@@ -99,7 +99,7 @@ async def _refresh(gh: GitHubAPI, inst: Installation) -> str:
         inst.account_login = str(repos[0]["owner"]["login"])
         inst.account_type = str(repos[0]["owner"].get("type", "Organization"))
     login = inst.account_login
-    url = f"/repos/{quote(login, safe='')}/{CONFIG_REPO}/contents/{CONFIG_PATH}"
+    url = f"{repo_path(f'{login}/{CONFIG_REPO}')}/contents/{CONFIG_PATH}"
     inst.config_checked_at = utcnow()
     try:
         data = await gh.getitem(url)

@@ -36,6 +36,7 @@ import gidgethub
 from gidgethub.abc import GitHubAPI
 
 from app.github.errors import RateLimited
+from app.github.paths import repo_path, segment
 from app.policies import Needs, RepoSnapshot
 from app.policies.base import MAX_FILE_BYTES
 
@@ -118,7 +119,7 @@ async def fetch_file(gh: GitHubAPI, full_name: str, path: str, ref: str
                      ) -> str | TooLarge | None:
     """The file's text on `ref`, None when it does not exist (or is not a file), or
     TooLarge when it is over MAX_FILE_BYTES."""
-    url = f"/repos/{full_name}/contents/{quote(path)}?ref={quote(ref, safe='')}"
+    url = f"{repo_path(full_name)}/contents/{quote(path)}?ref={quote(ref, safe='')}"
     try:
         data: Any = await gh.getitem(url)
     except gidgethub.BadRequest as exc:
@@ -140,7 +141,7 @@ async def fetch_file(gh: GitHubAPI, full_name: str, path: str, ref: str
 
 async def fetch_workflow_permissions(gh: GitHubAPI, full_name: str) -> str | None:
     try:
-        data = await gh.getitem(f"/repos/{full_name}/actions/permissions/workflow")
+        data = await gh.getitem(f"{repo_path(full_name)}/actions/permissions/workflow")
     except gidgethub.BadRequest as exc:
         if _is_404(exc):  # Actions disabled for the repository
             return None
@@ -153,7 +154,7 @@ async def fetch_org_workflow_permissions(gh: GitHubAPI, org: str) -> str | None:
     the App was not granted "Organization administration: read" (403), or `org` is not an
     organization (404). Any failure only means falling back to per-repository reads."""
     try:
-        data = await gh.getitem(f"/orgs/{quote(org)}/actions/permissions/workflow")
+        data = await gh.getitem(f"/orgs/{segment(org)}/actions/permissions/workflow")
     except gidgethub.HTTPException as exc:
         log.debug("organization %s: default workflow permissions unreadable (%s)",
                   org, exc.status_code)
@@ -166,7 +167,7 @@ async def fetch_workflow_permissions_probing(gh: GitHubAPI, full_name: str) -> s
     """For a repository that had Actions disabled: ask whether it still has (a 200 that
     comes back as a free 304 while nothing changes, where the disabled workflow endpoint is
     a 404 paid every time), and read the setting only if Actions is now enabled."""
-    data = await gh.getitem(f"/repos/{full_name}/actions/permissions")
+    data = await gh.getitem(f"{repo_path(full_name)}/actions/permissions")
     if not data.get("enabled"):
         return None
     return await fetch_workflow_permissions(gh, full_name)
