@@ -9,6 +9,7 @@ import os
 import secrets
 import signal
 import sys
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -72,22 +73,42 @@ async def _serve_web(settings: Settings, redis_url: str, stop: asyncio.Event) ->
 
 
 async def _run_worker(settings: Settings, redis_url: str, stop: asyncio.Event) -> None:
+    """Run arq until asked to stop. When Redis goes away arq's loop ends; a new worker is
+    started once Redis answers again (backing off up to 30 s), so a Redis restart needs no
+    process restart. Any other failure exits, for the process manager to restart us."""
+    from redis.exceptions import RedisError
+
     from tasks.worker import create_worker
 
-    worker = create_worker(settings, redis_url, handle_signals=False)
-    task = asyncio.create_task(worker.async_run())
-    stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        # arq gave up (e.g. Redis unreachable): exit so the process manager restarts us.
-        stop.set()
+    delay = 1.0
+    while not stop.is_set():
+        started = time.monotonic()
+        worker = create_worker(settings, redis_url, handle_signals=False)
+        task = asyncio.create_task(worker.async_run())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            stopping.cancel()
+            await worker.close()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return
+        stopping.cancel()
         exc = task.exception()
-        print(f"policy-enforcer: worker stopped: {exc or 'arq exited'}", file=sys.stderr)
-        raise SystemExit(1)
-    await worker.close()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+        with contextlib.suppress(Exception):
+            await worker.close()
+        if not isinstance(exc, RedisError | OSError | TimeoutError):
+            stop.set()
+            print(f"policy-enforcer: worker stopped: {exc or 'arq exited'}", file=sys.stderr)
+            raise SystemExit(1)
+        if time.monotonic() - started > 60:
+            delay = 1.0
+        print(f"policy-enforcer: worker lost Redis ({exc}); reconnecting in {delay:.0f} s",
+              file=sys.stderr)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        delay = min(30.0, delay * 2)
 
 
 def _stop_event() -> asyncio.Event:

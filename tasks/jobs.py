@@ -219,9 +219,14 @@ async def scan_repo(ctx: Ctx, installation_id: int, repo_id: int) -> str:
                 await bump_scan(db, sid, ok=False)
         await finish_coalesced(svc.redis, key, job_id)
         raise  # failed for good: the job monitor keeps it, with Retry
+    stopped = result.status == "stopped"
     async with svc.db() as db, db.begin():
         for sid in scan_ids:
-            await bump_scan(db, sid, ok=True, opened=result.opened, resolved=result.resolved)
+            record = await db.get(Scan, sid) if stopped else None
+            if record is not None:
+                record.detail = result.reason
+            await bump_scan(db, sid, ok=not stopped, opened=result.opened,
+                            resolved=result.resolved)
     await finish_coalesced(svc.redis, key, job_id)
     return result.status
 

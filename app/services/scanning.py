@@ -166,9 +166,16 @@ async def scan_installation(svc: Services, installation_id: int, trigger: str,
     return scan_id
 
 
+def stopped_reason(inst: Installation | None) -> str:
+    """Why a scan of an installation that is no longer active stopped."""
+    if inst is not None and inst.suspended:
+        return "stopped: the installation was suspended"
+    return "stopped: the App was uninstalled from this account"
+
+
 @dataclass
 class RepoScanResult:
-    status: str  # ok / skipped / not-configured
+    status: str  # ok / skipped / not-configured / stopped (the installation is inactive)
     full_name: str = ""
     opened: int = 0
     resolved: int = 0
@@ -229,6 +236,10 @@ async def _load(svc: Services, installation_id: int, repo_id: int
 async def scan_repository(svc: Services, installation_id: int, repo_id: int) -> RepoScanResult:
     """One repository, read fresh (webhooks, commands, and what a batch could not do)."""
     inst, repo, cfg = await _load(svc, installation_id, repo_id)
+    if inst is not None and repo is not None and not inst.active:
+        why = stopped_reason(inst)
+        await record_repo_error(svc, repo_id, why)
+        return RepoScanResult("stopped", repo.full_name, reason=why)
     if inst is None or repo is None or not inst.active or not repo.present:
         return RepoScanResult("skipped", reason="repository or installation is gone or inactive")
     if cfg is None:
@@ -319,6 +330,23 @@ async def scan_batch(svc: Services, installation_id: int, scan_id: int,
         cfg = config_for(inst) if inst is not None and inst.active else None
         org = _org(inst) if inst is not None else None
     pending = [r for r in rows if r.last_full_scan_id != scan_id]
+    if cfg is not None and len(pending) < len(rows):
+        # A re-run: an earlier try recorded these and may have died before it queued their
+        # reconciliation (the issues would then wait for the next full scan).
+        await _reconcile_recorded(svc, installation_id, cfg,
+                                  [r.id for r in rows if r.last_full_scan_id == scan_id])
+    if inst is None or not inst.active:
+        # Suspended or uninstalled mid scan: the scan ends errored and says why, rather
+        # than finishing as if it had looked at these repositories.
+        why = stopped_reason(inst)
+        async with svc.db() as db, db.begin():
+            await _mark(db, [r.id for r in pending], scan_id)
+            scan = await db.get(Scan, scan_id)
+            if scan is not None:
+                scan.detail = why
+            await count_scan(db, scan_id, errored=len(pending))
+        out.done = len(pending)
+        return out
     skipped = [r for r in pending if cfg is None or not r.present or r.archived or r.fork
                or r.installation_id != installation_id]
     candidates = [r for r in pending if r not in skipped]
@@ -380,6 +408,17 @@ async def scan_batch(svc: Services, installation_id: int, scan_id: int,
     for vid in to_reconcile:
         await request_reconcile(svc, installation_id, vid)
     return out
+
+
+async def _reconcile_recorded(svc: Services, installation_id: int, cfg: OrgConfig,
+                              repo_ids: Sequence[int]) -> None:
+    by_name = {pc.name: pc for pc in cfg.policies}
+    async with svc.db() as db:
+        behind = [v.id for v in await db.scalars(select(Violation).where(
+            Violation.repository_id.in_(list(repo_ids))))
+            if _needs_reconcile(v, by_name.get(v.policy))]
+    for vid in behind:
+        await request_reconcile(svc, installation_id, vid)
 
 
 async def _record_batch(svc: Services, installation_id: int, scan_id: int, cfg: OrgConfig,
