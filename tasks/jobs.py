@@ -47,7 +47,7 @@ WEBHOOK_MAX_TRIES = 12
 DELIVERY_RETENTION = timedelta(days=30)
 # Reading the config and listing an org's repositories takes seconds (a minute at 10,000
 # repositories); past this the full scan's job gives up on this try.
-SCAN_SETUP_TIMEOUT = 1200.0
+SCAN_SETUP_TIMEOUT = 480.0
 
 
 def _svc(ctx: Ctx) -> Services:
@@ -140,8 +140,15 @@ async def handle_webhook(ctx: Ctx, delivery_id: str, event: str, action: str | N
     except Retry:
         raise
     except Exception as exc:
-        # Failed for good: recorded as failed and redeliverable (recovery asks GitHub).
-        await deliveries.mark_failed(_svc(ctx), delivery_id, describe_error(exc))
+        # Failed for good (its tries spent): recorded as failed and redeliverable (the
+        # recovery asks GitHub). Not when Redis itself is away: arq runs the job again once
+        # its in-progress mark expires, and the delivery was never lost.
+        try:
+            gave_up = await _failures(ctx) >= WEBHOOK_MAX_TRIES
+        except Exception:
+            gave_up = False
+        if gave_up:
+            await deliveries.mark_failed(_svc(ctx), delivery_id, describe_error(exc))
         raise
 
 

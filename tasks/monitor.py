@@ -25,7 +25,10 @@ Job = Callable[..., Awaitable[Any]]
 # arq's job timeout (tasks/worker.py). A job is stopped a little before it, so the stop is
 # an ordinary TimeoutError the monitor records as a failure (with Retry), not arq's silent
 # cancellation.
-JOB_TIMEOUT_SECONDS = 1800
+# arq keeps a started job "in progress" for its longest timeout plus 10 s: no other worker
+# takes it over before that, so this bounds how long the work of a killed worker waits
+# (under 10 minutes). Jobs that wait on GitHub's limits defer themselves instead.
+JOB_TIMEOUT_SECONDS = 570
 TIMEOUT_MARGIN_SECONDS = 30
 
 

@@ -358,7 +358,7 @@ async def private_database(tmp: Path) -> AsyncIterator[str]:
 
 async def expire_orphans(redis: Redis, job_ids: list[str]) -> None:
     """What the passing of arq's in-progress timeout does to a dead worker's jobs: their
-    in-progress marks run out, and so do the locks their dead runs held (held for 1800 s,
+    in-progress marks run out, and so do the locks their dead runs held (held for LOCK_HOLD,
     app/services/queue.py); nothing else in Redis is touched. A job id `key@gen` ran under
     the lock of `key`; a scan batch's locks hold its job id."""
     for job_id in job_ids:

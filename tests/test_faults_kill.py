@@ -7,10 +7,10 @@ the test's own (PostgreSQL when TEST_DATABASE_URL is set), the fake GitHub on a 
 
 What bounds the recovery: arq marks a started job in progress (`arq:in-progress:<id>`) for
 the longest job timeout of the worker plus 10 s, and no worker starts a job so marked. The
-longest timeout is tasks/monitor.JOB_TIMEOUT_SECONDS (1800 s), so the jobs a killed worker
-was running wait about 30 minutes for another worker, and the app has no setting to
-shorten that. Each test checks how long the marks it left still had to live, then lets
-them run out (expire_orphans) rather than wait half an hour.
+longest timeout is tasks/monitor.JOB_TIMEOUT_SECONDS (570 s), so the jobs a killed worker
+was running wait under 10 minutes for another worker (and the locks they held, 600 s, go
+with them). Each test checks how long the marks it left still had to live, then lets
+them run out (expire_orphans) rather than wait that long.
 """
 
 from __future__ import annotations

@@ -71,11 +71,13 @@ def processed(outcome: str | None) -> bool:
 async def mark_failed(svc: Services, delivery_id: str, reason: str) -> None:
     """A delivery's job failed for good: its record says so and its marker goes, so GitHub's
     redelivery (asked by the recovery or by a person) is accepted and handled again."""
+    # The marker first: a failed record whose marker stayed would be redelivered and then
+    # refused as a duplicate.
+    await svc.redis.delete(delivery_marker_key(delivery_id))
     async with svc.db() as db, db.begin():
         row = await db.get(WebhookDelivery, delivery_id)
         if row is not None:
             row.outcome = f"{FAILED}: {reason}"[:255]
-    await svc.redis.delete(delivery_marker_key(delivery_id))
 
 
 @dataclass

@@ -53,6 +53,9 @@ async def enqueue_coalesced(redis: ArqRedis, function: str, key: str, *args: Any
 
 
 NOTES_TTL = 7 * 24 * 3600
+# A lock outlives the longest job that holds it (tasks.monitor.JOB_TIMEOUT_SECONDS), and a
+# killed worker's lock frees itself as soon as arq hands its job to another worker.
+LOCK_HOLD = 600.0
 # A key's run counter only has to outlive the jobs queued with it (COALESCED_JOB_EXPIRY).
 GEN_TTL = 8 * 24 * 3600
 
@@ -97,8 +100,8 @@ async def pending_notes(redis: ArqRedis, key: str) -> list[dict[str, Any]]:
 
 
 @asynccontextmanager
-async def exclusive(redis: ArqRedis, key: str, hold: float = 1800,
-                    wait: float = 900) -> AsyncIterator[None]:
+async def exclusive(redis: ArqRedis, key: str, hold: float = LOCK_HOLD,
+                    wait: float = LOCK_HOLD) -> AsyncIterator[None]:
     """Hold the lock for `key`; a second run for the same key waits its turn."""
     lock = Lock(redis, _lock_key(key), timeout=hold, blocking_timeout=wait)
     if not await lock.acquire():
@@ -129,7 +132,7 @@ def _text(value: object) -> str | None:
 
 
 async def try_lock_many(redis: ArqRedis, keys: Sequence[str], token: str,
-                        hold: float = 1800) -> list[bool]:
+                        hold: float = LOCK_HOLD) -> list[bool]:
     """Take, without waiting, each of the locks `exclusive` takes for these keys.
 
     Returns, per key, whether it is ours: free, or still held with `token` by an earlier
