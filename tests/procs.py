@@ -12,10 +12,8 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -36,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 
 from app.db.models import Repository, Scan, Violation
 from app.db.session import dispose_all, sessionmaker
-from app.embedded_redis import free_port, redis_server_binary
+from app.embedded_redis import EmbeddedRedis, free_port
 from app.settings import async_database_url
 from app.web.webhooks import WEBHOOK_PATH
 from tests.dbutil import fresh_database
@@ -255,69 +253,32 @@ async def cluster(env: dict[str, str], logs: Path) -> AsyncIterator[Cluster]:
         await c.stop()
 
 
-class PrivateRedis:
+class PrivateRedis(EmbeddedRedis):
     """A redis-server of one test on a fixed port, with an append-only file: stopped (or
     killed) and started again, it comes back on the same URL with what it held, as a
     Redis with persistence does."""
 
-    def __init__(self, workdir: Path | None = None) -> None:
-        self.port = free_port()
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        if workdir is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="pe-redis-")
-            workdir = Path(self._tmp.name)
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(persist_dir=workdir)
         self.workdir = workdir
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
 
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def start(self) -> PrivateRedis:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        # The argv is the bundled (or PATH's) redis-server and options made here.
-        self._proc = subprocess.Popen(  # noqa: S603
-            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--dir", str(self.workdir), "--appendonly", "yes", "--save", "",
-             "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with code {self._proc.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return self
-            except OSError:
-                time.sleep(0.02)
-        self.stop()
-        raise RuntimeError("redis-server did not start within 10 s")
-
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
         """Stop the server (SIGTERM: a clean shutdown; SIGKILL: a crash)."""
-        if self._proc is not None and self._proc.poll() is None:
+        if sig != signal.SIGTERM and self._proc is not None and self._proc.poll() is None:
             self._proc.send_signal(sig)
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        self._proc = None
+            self._proc.wait()
+        super().stop()
 
     def close(self) -> None:
         self.stop(signal.SIGKILL)
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
 
     def __enter__(self) -> PrivateRedis:
-        return self.start()
+        self.start()
+        return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:

@@ -14,7 +14,7 @@ from app.db.models import Repository, Scan
 from app.github.client import graphql_endpoint
 from app.github.errors import RateLimited
 from app.policies import Needs
-from app.services import scan_requests, scanning
+from app.services import repositories, scan_requests, scanning
 from app.services.queue import try_lock_many
 from app.services.snapshot import (
     Fetched,
@@ -155,7 +155,7 @@ async def test_250_repositories_in_three_queries(stack: Stack, fake_github: Fake
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     st = fake_github.state
     inst, expected = build_org(st, n=250)
-    monkeypatch.setattr(scanning, "SYNC_CHUNK", 60)  # the listing is stored in 5 chunks
+    monkeypatch.setattr(repositories, "SYNC_CHUNK", 60)  # the listing is stored in 5 chunks
     await install(stack, st, inst)
     async with stack.db() as db:
         assert await db.scalar(select(func.count()).select_from(Repository)) == 253
