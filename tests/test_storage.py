@@ -33,6 +33,23 @@ async def test_migrate_is_repeatable_and_checked(db_url: str) -> None:
     await require_migrated(db_url)
 
 
+async def test_migrations_match_the_models(db_url: str) -> None:
+    """The migrated schema is the models' schema: no table, column or index is missing."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy.engine import Connection
+
+    from app.db.models import Base
+    from app.db.session import get_engine
+
+    def diff(conn: Connection) -> list[object]:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": False})
+        return list(compare_metadata(ctx, Base.metadata))
+
+    async with get_engine(db_url).connect() as conn:
+        assert await conn.run_sync(diff) == []
+
+
 async def test_unmigrated_database_is_refused(tmp_path: object) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path}/empty.db"
     with pytest.raises(NotMigrated, match="python -m app migrate"):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -100,6 +101,13 @@ class Repository(Base):
     # While listed_version equals its version nothing can have changed, so a full scan
     # re-evaluates these instead of reading the files again.
     snapshot_cache: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
+    # GitHub's created_at: a repository younger than a policy's archive grace period is
+    # never archived.
+    created_on_github: Mapped[datetime | None] = mapped_column(nullable=True)
+    # No commits yet: not evaluated (nothing filed or archived) until the first push.
+    empty: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # The repository's own `.github/policy-enforcer.yaml`, parsed (None: none).
+    overrides: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
 
 
 class Scan(Base):
@@ -126,6 +134,11 @@ class Scan(Base):
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # Issues and comments this scan's violations need, and how many are done: filing is
+    # paced by GitHub's content limits, so a large first scan files over hours.
+    filing_total: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    filing_done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    filing_next_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class Violation(Base):
@@ -159,6 +172,14 @@ class Violation(Base):
     # policy or action was removed, the config deleted, the repository archived or gone):
     # the comment that closes its issue says this instead of "now complies".
     closed_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # archive-repo: the day (UTC) the repository is archived if still violating.
+    archive_due: Mapped[date | None] = mapped_column(Date, nullable=True)
+    # Where the issue lives when it is not the repository itself (a central issue_repo).
+    issue_repository: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # When the last reminder comment was posted on the issue.
+    reminded_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # fix: the pull request that adds a missing file.
+    fix_pr_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class ActionLog(Base):
@@ -249,3 +270,53 @@ class FailedJob(Base):
     retried_at: Mapped[datetime | None] = mapped_column(nullable=True)
     retried_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
     retry_job_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class PullCheck(Base):
+    """What was last reported on one pull request: its check runs and sticky comment."""
+
+    __tablename__ = "pull_checks"
+    __table_args__ = (UniqueConstraint("repository_id", "number",
+                                       name="uq_pull_checks_repo_number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    installation_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("installations.id", ondelete="CASCADE")
+    )
+    repository_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("repositories.id", ondelete="CASCADE")
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    head_sha: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="open")  # open / closed
+    # A digest of everything the last evaluation depended on (head SHA, config, repository
+    # settings): equal means nothing changed, so no request is made.
+    evaluated_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    results: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # check run name -> {"id", "sha", "conclusion"}
+    check_runs: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    comment_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    comment_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Notification(Base):
+    """The outbox of `notify:` channels: one row per violation opened or resolved."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_pending", "installation_id", "channel",
+                            "sent_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    installation_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("installations.id", ondelete="CASCADE")
+    )
+    channel: Mapped[str] = mapped_column(String(255))
+    event: Mapped[str] = mapped_column(String(16))  # opened / resolved
+    repository: Mapped[str] = mapped_column(String(255))
+    policy: Mapped[str] = mapped_column(String(255))
+    message: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
