@@ -48,7 +48,7 @@ policies:
     action: log-only
 """
 
-VALID_ACTIONS = "archive-repo, block-prs, comment-on-prs, create-issue, log-only"
+VALID_ACTIONS = "archive-repo, block-prs, comment-on-prs, create-issue, fix, log-only"
 
 
 def errors(text: str) -> list[str]:
@@ -170,7 +170,7 @@ def test_not_enforced_notes() -> None:
 def test_action_constants() -> None:
     assert tuple(sorted(ACTION_NAMES)) == ACTION_NAMES
     assert frozenset({"create-issue", "archive-repo", "log-only"}) == ENFORCED_ACTIONS
-    assert set(ACTION_NAMES) - ENFORCED_ACTIONS == {"comment-on-prs", "block-prs"}
+    assert set(ACTION_NAMES) - ENFORCED_ACTIONS == {"comment-on-prs", "block-prs", "fix"}
 
 
 def test_every_registered_policy_type_parses() -> None:
@@ -601,7 +601,7 @@ def test_all_errors_are_collected_and_sorted_by_line() -> None:
     assert messages[0].startswith("config.yaml:2: access_control.authorized_team: must be")
     assert messages[-1] == (
         "config.yaml:13: unknown_top: unknown key 'unknown_top' "
-        "(valid keys: access_control, policies, public_badges)"
+        "(valid keys: access_control, defaults, enforcement, issue_repo, policies, protected_repos, public_badges)"
     )
 
 

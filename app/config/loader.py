@@ -322,13 +322,15 @@ class _Parser:
     def _check_empty_sections(self, data: CommentedMap) -> None:
         """`issue_details:` with nothing under it is a mistake, not a request for defaults."""
         sections: list[tuple[CommentedMap, tuple[PathStep, ...], str]] = []
-        if "access_control" in data:
-            sections.append((data, (), "access_control"))
+        for key in ("access_control", "defaults"):
+            if key in data:
+                sections.append((data, (), key))
         policies = data.get("policies")
         if isinstance(policies, list):
             for index, policy in enumerate(policies):
                 if isinstance(policy, CommentedMap):
-                    for key in ("issue_details", "pr_comment_details", "block_prs_details"):
+                    for key in ("issue_details", "pr_comment_details", "block_prs_details",
+                                "fix_details"):
                         if key in policy:
                             sections.append((policy, ("policies", index), key))
         for mapping, path, key in sections:

@@ -7,9 +7,11 @@ parsed file); `app.config.loader` maps their errors back to YAML lines.
 from __future__ import annotations
 
 import datetime as _dt
+import fnmatch
 import re
 from collections.abc import Set as AbstractSet
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -20,7 +22,10 @@ __all__ = [
     "ACTION_NAMES",
     "ENFORCED_ACTIONS",
     "AccessControl",
+    "ActionSettings",
     "BlockPrsDetails",
+    "Defaults",
+    "FixDetails",
     "IssueDetails",
     "OrgConfig",
     "PolicyConfig",
@@ -35,6 +40,7 @@ ACTION_NAMES: tuple[str, ...] = (
     "block-prs",
     "comment-on-prs",
     "create-issue",
+    "fix",
     "log-only",
 )
 # Actions this release performs; the others parse, and OrgConfig.not_enforced_notes() says so.
@@ -50,6 +56,11 @@ MAX_LABEL = 50
 _ORG = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _TEAM_SLUG = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?"
 _TEAM_RE = re.compile(rf"(?P<org>{_ORG})/(?P<team>{_TEAM_SLUG})")
+# A repository name within the organization (GitHub allows letters, digits, - _ .).
+_REPO_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+WEEKDAYS: tuple[str, ...] = ("monday", "tuesday", "wednesday", "thursday", "friday",
+                             "saturday", "sunday")
+DEFAULT_ARCHIVE_AFTER_DAYS = 14
 
 
 def describe_value(value: object) -> str:
@@ -202,7 +213,80 @@ class BlockPrsDetails(_Model):
         return _non_blank(value, "the status check name")
 
 
-class PolicyConfig(_Model):
+def _repo_name(value: str, what: str) -> str:
+    if _REPO_NAME_RE.fullmatch(value) is None or value in (".", ".."):
+        raise _error("repo_name", f"{what} must be a repository name of the organization "
+                                  f"(letters, digits, '-', '_', '.'), got {value!r}")
+    return value
+
+
+def _weekday(value: object) -> str:
+    if isinstance(value, str) and value.strip().lower() in WEEKDAYS:
+        return value.strip().lower()
+    raise _error("weekday", f"expected a day of the week ({', '.join(WEEKDAYS)}), "
+                            f"got {describe_value(value)}")
+
+
+Weekday = Annotated[str, BeforeValidator(_weekday)]
+
+
+class ActionSettings(_Model):
+    """How the actions of a policy behave; under `defaults:` or on the policy itself.
+
+    None means: not set here (a policy inherits `defaults:`, which has the built-in default).
+    """
+
+    # Post a reminder on an open issue after this many days without activity (off: None).
+    remind_after_days: int | None = Field(default=None, ge=1, le=365)
+    # Days of the week (UTC) on which no reminder is posted.
+    quiet_days: tuple[Weekday, ...] | None = None
+    # archive-repo archives only a violation still open this many days after it was found.
+    archive_after_days: int | None = Field(default=None, ge=0, le=3650)
+
+    @field_validator("quiet_days")
+    @classmethod
+    def _quiet(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None and len(set(value)) == len(WEEKDAYS):
+            raise _error("all_quiet", "every day is a quiet day, so no reminder could ever "
+                                      "be posted; remove remind_after_days instead")
+        return value
+
+
+class Defaults(ActionSettings):
+    """`defaults:` at the top of the config: settings every policy inherits."""
+
+
+class FixDetails(_Model):
+    """For `fix` on a missing-file policy: where the new file's content comes from."""
+
+    # A path in the organization's `.github` repository (default: templates/<file name>).
+    template: str | None = None
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        _non_blank(value, "the template path")
+        if value.startswith("/") or ".." in value.split("/"):
+            raise _error("template_path", f"the template path must be relative to the "
+                                          f"`.github` repository's root, got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class Effective:
+    """A policy's action settings with `defaults:` and the top level applied."""
+
+    remind_after_days: int | None
+    quiet_days: frozenset[str]
+    archive_after_days: int
+    dry_run: bool
+    # The repository (name within the org) issues are filed in; None: the repository itself.
+    issue_repo: str | None
+
+
+class PolicyConfig(ActionSettings):
     """One entry of `policies`: which check runs and what happens on a violation."""
 
     name: str
@@ -215,6 +299,16 @@ class PolicyConfig(_Model):
     # An issue a person closes while the violation is still open stays closed (until the
     # violation resolves and fails again) instead of being reopened at the next scan.
     respect_manual_close: bool = False
+    # Log what would be archived or fixed, and write nothing (see also `enforcement`).
+    dry_run: bool = False
+    # File this policy's issues in this repository of the organization instead.
+    issue_repo: str | None = None
+    fix_details: FixDetails | None = None
+
+    @field_validator("issue_repo")
+    @classmethod
+    def _issue_repo(cls, value: str | None) -> str | None:
+        return None if value is None else _repo_name(value, "issue_repo")
 
     @field_validator("name")
     @classmethod
@@ -275,6 +369,51 @@ class OrgConfig(_Model):
     policies: tuple[PolicyConfig, ...]
     # Serve /badge/{org}/{repo}.svg for public repositories (off: badges answer 404).
     public_badges: bool = False
+    # dry-run: every policy behaves as with `dry_run: true` (log, write nothing).
+    enforcement: Literal["enforce", "dry-run"] = "enforce"
+    # File every policy's issues in this repository of the organization.
+    issue_repo: str | None = None
+    # Repository-name globs that archive-repo never archives (nor `.github` and issue_repo).
+    protected_repos: tuple[str, ...] = ()
+    defaults: Defaults = Defaults()
+
+    @field_validator("issue_repo")
+    @classmethod
+    def _issue_repo(cls, value: str | None) -> str | None:
+        return None if value is None else _repo_name(value, "issue_repo")
+
+    @field_validator("protected_repos")
+    @classmethod
+    def _globs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for glob in value:
+            _non_blank(glob, "a protected_repos glob")
+        return value
+
+    def effective(self, policy: PolicyConfig) -> Effective:
+        d = self.defaults
+
+        def pick(name: str) -> Any:
+            own = getattr(policy, name)
+            return own if own is not None else getattr(d, name)
+
+        archive = pick("archive_after_days")
+        return Effective(
+            remind_after_days=pick("remind_after_days"),
+            quiet_days=frozenset(pick("quiet_days") or ()),
+            archive_after_days=DEFAULT_ARCHIVE_AFTER_DAYS if archive is None else archive,
+            dry_run=policy.dry_run or self.enforcement == "dry-run",
+            issue_repo=policy.issue_repo or self.issue_repo,
+        )
+
+    def is_protected(self, repo_name: str) -> bool:
+        """Never archived: `.github`, an issue repository, or a `protected_repos` match."""
+        name = repo_name.rsplit("/", 1)[-1].lower()
+        if name == ".github":
+            return True
+        issue_repos = {self.issue_repo, *(p.issue_repo for p in self.policies)}
+        if name in {r.lower() for r in issue_repos if r}:
+            return True
+        return any(fnmatch.fnmatchcase(name, glob.lower()) for glob in self.protected_repos)
 
     @model_validator(mode="after")
     def _unique_names(self) -> OrgConfig:
