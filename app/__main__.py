@@ -235,6 +235,45 @@ def cmd_scan(settings: Settings, installation: int | None) -> int:
     return _run(main())
 
 
+def cmd_fix(settings: Settings, repo: str, policy: str) -> int:
+    """Apply one fix now, against GitHub (whether or not the policy lists `fix`), and print
+    what was done; it is recorded in the action log like any other action."""
+    from arq import create_pool
+    from arq.connections import RedisSettings
+
+    from app.db.session import sessionmaker
+
+    redis_url = _require_redis(settings)
+
+    async def main() -> int:
+        await _check_db(settings)
+        from app.github.client import GitHub
+        from app.services.context import Services
+        from app.services.fixes import FixRefused, find_violation, fix_once
+
+        pool = await create_pool(RedisSettings.from_dsn(redis_url))
+        svc = Services(settings=settings, db=sessionmaker(settings.DATABASE_URL), redis=pool,
+                       github=GitHub(api_url=settings.GITHUB_API_URL, redis=pool,
+                                     app_id=settings.APP_ID,
+                                     private_key=settings.private_key_pem()
+                                     if settings.PRIVATE_KEY else None,
+                                     limits=settings.rate_limits()))
+        try:
+            inst_id, violation_id = await find_violation(svc, repo, policy)
+            report = await fix_once(svc, inst_id, violation_id)
+        except FixRefused as exc:
+            print(f"policy-enforcer: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await pool.aclose()
+        url = f" {report.url}" if report.url else ""
+        print(f"policy-enforcer: fix {report.repository} / {report.policy}: "
+              f"{report.status}: {report.detail}{url}")
+        return 1 if report.status == "failed" else 0
+
+    return _run(main())
+
+
 def cmd_check_config(path: str) -> int:
     from app.config import ConfigError, parse_config
 
@@ -263,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("migrate", help="apply database migrations")
     scan = sub.add_parser("scan", help="queue a full scan")
     scan.add_argument("--installation", type=int, help="only this installation id")
+    fix = sub.add_parser("fix", help="apply one policy's fix to one repository now")
+    fix.add_argument("--repo", required=True, help="OWNER/NAME")
+    fix.add_argument("--policy", required=True, help="the policy's name in the config")
     check = sub.add_parser("check-config", help="validate a config.yaml file")
     check.add_argument("file")
     args = parser.parse_args(argv)
@@ -285,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_dev(settings)
     if args.command == "scan":
         return cmd_scan(settings, args.installation)
+    if args.command == "fix":
+        return cmd_fix(settings, args.repo, args.policy)
     parser.error(f"unknown command {args.command}")
     return 2
 

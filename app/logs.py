@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
+from app.notify.channels import masked_values
 from app.settings import Settings
 
 # GitHub token prefixes: installation (ghs_), user-to-server (ghu_), OAuth (gho_), PAT...
@@ -134,10 +135,11 @@ class RedactingJsonFormatter(JsonFormatter):
 
 
 def configured_secrets(settings: Settings) -> list[str]:
-    """The settings' secrets, for the formatters to mask."""
+    """The settings' secrets, for the formatters to mask, and the `notify:` channels'
+    (Slack webhook URLs, HMAC keys in NOTIFY_… variables)."""
     return [s.get_secret_value() for s in (
         settings.WEBHOOK_SECRET, settings.PRIVATE_KEY, settings.GITHUB_CLIENT_SECRET,
-        settings.SESSION_SECRET, settings.METRICS_TOKEN) if s is not None]
+        settings.SESSION_SECRET, settings.METRICS_TOKEN) if s is not None] + masked_values()
 
 
 def log_handler(settings: Settings, stream: TextIO | None = None) -> logging.Handler:

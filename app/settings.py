@@ -5,9 +5,13 @@ from __future__ import annotations
 import sys
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from app.github.governor import Limits
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/policy-enforcer.db"
 
@@ -98,6 +102,17 @@ class Settings(BaseSettings):
     # No delivery reached us for this long while GitHub reports failed ones: the webhook
     # path is broken (URL, proxy, secret), so the installations concerned get a full scan.
     WEBHOOK_STALE_HOURS: float = Field(default=24, gt=0, le=24 * 30)
+    # `notify:` channels (app/notify). Off (the default), messages go only to https URLs
+    # whose addresses are public: an org's config cannot make the worker call localhost,
+    # private ranges or cloud metadata. 1 allows those, and http (a private deployment).
+    NOTIFY_ALLOW_PRIVATE_NETWORKS: bool = False
+    # 1: a config may only name variables NOTIFY_<ORG>_… (its own org's login, upper-case,
+    # other characters as _), so orgs sharing a deployment cannot use each other's secrets.
+    NOTIFY_ENV_PER_ORG: bool = False
+    # A failed message is retried after this long, doubling up to an hour; a batch still
+    # failing this many hours after it was due (and tried 3 times) is given up, and says so.
+    NOTIFY_RETRY_SECONDS: float = Field(default=30, gt=0, le=3600)
+    NOTIFY_GIVE_UP_HOURS: float = Field(default=24, gt=0, le=24 * 30)
 
     @field_validator("GITHUB_API_URL", "GITHUB_URL")
     @classmethod
@@ -206,6 +221,12 @@ class Settings(BaseSettings):
     @property
     def has_app_credentials(self) -> bool:
         return self.APP_ID is not None and self.PRIVATE_KEY is not None
+
+    def rate_limits(self) -> Limits:
+        """The governor's limits: GitHub's, with GITHUB_RATE_LIMITS's overrides."""
+        from app.github.governor import parse_limits
+
+        return parse_limits(self.GITHUB_RATE_LIMITS)
 
     def private_key_pem(self) -> str:
         if self.PRIVATE_KEY is None:

@@ -21,12 +21,19 @@ from app.cron import parse_schedule
 from app.db.models import Installation, Scan, WebhookDelivery, utcnow
 from app.github.errors import RateLimited, describe_error
 from app.services import (
+    archiving,
     commands,
     deliveries,
+    filing,
+    fixes,
     installations,
     job_monitor,
     maintenance,
+    notifications,
+    pull_checks,
+    pull_events,
     reconcile,
+    reminders,
     scan_requests,
     scanning,
     webhooks,
@@ -277,11 +284,59 @@ async def reconcile_violation(ctx: Ctx, installation_id: int, violation_id: int)
 
     async def work() -> int:
         async with exclusive(svc.redis, key):
-            return await reconcile.reconcile_violation(svc, installation_id, violation_id)
+            try:
+                return await reconcile.reconcile_violation(svc, installation_id, violation_id)
+            except RateLimited as exc:
+                await filing.waiting(svc, violation_id, exc.until)
+                raise
 
-    result = await _run(ctx, f"reconcile of violation {violation_id}", work)
+    try:
+        result = await _run(ctx, f"reconcile of violation {violation_id}", work)
+    except Retry:
+        raise
+    except Exception:
+        await filing.settled(svc, violation_id)  # failed for good: no longer pending
+        raise
+    await filing.settled(svc, violation_id)
     await finish_coalesced(svc.redis, key, job_id)
     return result
+
+
+async def fix_violation(ctx: Ctx, installation_id: int, violation_id: int) -> str:
+    """A maintainer's one-shot fix from the dashboard (app/services/fixes.py)."""
+    svc = _svc(ctx)
+    key = fixes.fix_key(violation_id)
+    job_id = str(ctx.get("job_id"))
+    await start_coalesced(svc.redis, key, job_id)
+
+    async def work() -> str:
+        report = await fixes.fix_once(svc, installation_id, violation_id)
+        return f"{report.status}: {report.detail}"
+
+    result = await _run(ctx, f"fix of violation {violation_id}", work)
+    await finish_coalesced(svc.redis, key, job_id)
+    return result
+
+
+async def check_pull(ctx: Ctx, installation_id: int, repo_id: int, number: int) -> str:
+    """Judge a pull request's head; report it (check runs, the sticky comment)."""
+    svc = _svc(ctx)
+    key = pull_events.pull_key(repo_id, number)
+    job_id = str(ctx.get("job_id"))
+    await start_coalesced(svc.redis, key, job_id)
+    result = await _run(ctx, f"check of pull request #{number} of repository {repo_id}",
+                        lambda: pull_checks.check_pull(svc, installation_id, repo_id, number))
+    await finish_coalesced(svc.redis, key, job_id)
+    return result
+
+
+async def check_merge_group(ctx: Ctx, installation_id: int, repo_id: int, head_sha: str
+                            ) -> str:
+    """Judge a merge queue's commit; report it as check runs."""
+    svc = _svc(ctx)
+    return await _run(ctx, f"check of merge group {head_sha[:7]} of repository {repo_id}",
+                      lambda: pull_checks.check_merge_group(svc, installation_id, repo_id,
+                                                            head_sha))
 
 
 async def run_command(ctx: Ctx, installation_id: int, repo_id: int, full_name: str,
@@ -312,6 +367,7 @@ async def _scan_all(svc: Services, trigger: str) -> int:
             WebhookDelivery.received_at < utcnow() - DELIVERY_RETENTION))
         await job_monitor.prune_failures(db)
     await deliveries.prune_redelivery_requests(svc, DELIVERY_RETENTION)
+    await notifications.prune_notifications(svc)
     await maintenance.close_stale_scans(svc)
     for inst_id in ids:
         await scan_requests.request_full_scan(svc, inst_id, trigger)
@@ -331,6 +387,28 @@ async def _sync_installations_quietly(svc: Services) -> None:
                     describe_error(exc))
 
 
+async def notify_due(ctx: Ctx) -> str:
+    """Cron (every minute): one send job per `notify:` channel whose events are due."""
+    try:
+        queued = await notifications.queue_due(_svc(ctx))
+    except Exception as exc:
+        # Only queueing failed; the events wait in the outbox for the next minute.
+        log.warning("queueing notifications failed (%s)", describe_error(exc))
+        return f"failed: {describe_error(exc)}"
+    return f"{queued} channels queued"
+
+
+async def send_notifications(ctx: Ctx, installation_id: int, channel: str) -> str:
+    """Post a channel's due events (job id notifications.send_job_id). A failure waits its
+    backoff as a deferred retry; it never touches scanning or reconciling."""
+    try:
+        out = await notifications.send_channel(_svc(ctx), installation_id, channel)
+    except notifications.SendLater as exc:
+        raise Retry(defer=exc.delay) from exc
+    return (f"{out.events} events in {out.batches} messages, {out.given_up} given up"
+            + (", more to send" if out.more else ""))
+
+
 async def recover_deliveries(ctx: Ctx) -> str:
     """Cron (DELIVERY_RECOVERY_INTERVAL): redeliver what GitHub failed to deliver."""
     svc = _svc(ctx)
@@ -345,6 +423,33 @@ async def recover_deliveries(ctx: Ctx) -> str:
         return f"failed: {describe_error(exc)}"
     return (f"{result.listed} listed, {len(result.redelivered)} redelivered, "
             f"{len(result.refused)} refused, {len(result.stale_scans)} stale-webhook scans")
+
+
+async def queue_reminders(ctx: Ctx) -> str:
+    """Cron (hourly): one send_reminders job per configured installation."""
+    try:
+        queued = await reminders.queue_reminders(_svc(ctx))
+    except Exception as exc:
+        # Nothing is lost: the next hour's run picks the same reminders.
+        log.warning("queueing reminders failed (%s)", describe_error(exc))
+        return f"failed: {describe_error(exc)}"
+    return f"{queued} installations queued"
+
+
+async def send_reminders(ctx: Ctx, installation_id: int) -> str:
+    """Reminders on the installation's issues that had no activity for their interval
+    (job id reminders.reminders_job_id: one per installation and hour)."""
+    posted = await _run(ctx, f"reminders of installation {installation_id}",
+                        lambda: reminders.send_reminders(_svc(ctx), installation_id))
+    return f"{posted} reminders posted"
+
+
+async def archive_sweep(ctx: Ctx) -> str:
+    """Cron (hourly): archive dates that are due get a confirming scan (archive-repo
+    archives only a violation still open on its date); out-of-date ones are rescheduled."""
+    result = await archiving.sweep(_svc(ctx))
+    return (f"{result.rescheduled} rescheduled, {result.confirming} confirming scans, "
+            f"{result.archiving} to archive")
 
 
 async def sync_installations(ctx: Ctx) -> str:

@@ -32,13 +32,27 @@ FUNCTIONS = [
     func(monitored(jobs.reconcile_violation), name="reconcile_violation", keep_result=0,
          max_tries=1000),
     func(monitored(jobs.run_command), name="run_command", keep_result=0, max_tries=50),
+    func(monitored(jobs.fix_violation), name="fix_violation", keep_result=0, max_tries=1000),
+    func(monitored(jobs.check_pull), name="check_pull", keep_result=0, max_tries=1000),
+    func(monitored(jobs.check_merge_group), name="check_merge_group", keep_result=0,
+         max_tries=1000),
     func(monitored(jobs.sync_installations), name="sync_installations", keep_result=0,
          max_tries=1000),
+    func(monitored(jobs.send_reminders), name="send_reminders", keep_result=0,
+         max_tries=1000),
+    # Bounded by its own give-up time (NOTIFY_GIVE_UP_HOURS), not by arq's tries.
+    func(monitored(jobs.send_notifications), name="send_notifications", keep_result=0,
+         max_tries=1000),
 ]
+# Minute of each hour the reminders run (away from the other hourly jobs).
+REMINDER_MINUTE = 23
 # A worker that starts queues one installation sync and catch-up; workers starting within
 # the same minute share it.
 STARTUP_JOB_PREFIX = "startup-sync:"
 
+
+# notify_due runs every minute and only queues send jobs: a minute is all it may take.
+NOTIFY_DUE_TIMEOUT = 60
 
 def recovery_fields(interval: int) -> dict[str, Any]:
     """arq cron fields for "every `interval` seconds" (a whole number of minutes that
@@ -55,7 +69,8 @@ def worker_settings(settings: Settings, redis_url: str, *,
         await require_migrated(settings.DATABASE_URL)
         github = GitHub(api_url=settings.GITHUB_API_URL, redis=ctx["redis"],
                         app_id=settings.APP_ID,
-                        private_key=settings.private_key_pem() if settings.PRIVATE_KEY else None)
+                        private_key=settings.private_key_pem() if settings.PRIVATE_KEY else None,
+                        limits=settings.rate_limits())
         ctx["services"] = Services(settings=settings, db=sessionmaker(settings.DATABASE_URL),
                                    github=github, redis=ctx["redis"])
         if startup_sync:
@@ -81,6 +96,19 @@ def worker_settings(settings: Settings, redis_url: str, *,
             cron(monitored(jobs.recover_deliveries), name="recover_deliveries", unique=True,
                  run_at_startup=False, keep_result=60,
                  **recovery_fields(settings.DELIVERY_RECOVERY_INTERVAL)),
+            # Every minute: `notify:` channels whose digest interval has run out. Not
+            # `monitored`: 1,440 runs a day would push every other job out of the job
+            # monitor's recent list; it catches its own errors, and the send jobs it queues
+            # are monitored.
+            cron(jobs.notify_due, name="notify_due", unique=True, run_at_startup=False,
+                 keep_result=50, second=0, timeout=NOTIFY_DUE_TIMEOUT),
+            # Hourly: archive dates that have come (a date is a UTC day; the nightly scan
+            # is the backstop).
+            cron(monitored(jobs.archive_sweep), name="archive_sweep", unique=True,
+                 run_at_startup=False, keep_result=600, minute=7, second=0),
+            # Hourly: reminders on issues without activity (fanned out per installation).
+            cron(monitored(jobs.queue_reminders), name="queue_reminders", unique=True,
+                 run_at_startup=False, keep_result=600, minute=REMINDER_MINUTE, second=0),
         ],
         "timezone": UTC,  # SCAN_CRON is in UTC whatever the host's zone
         "on_startup": startup,

@@ -17,7 +17,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,21 +195,26 @@ class Cluster:
         """Jobs that a running worker has started and not ended."""
         return {j for p in self.workers() if p.running for j in p.jobs_in_flight()}
 
-    async def orphans(self, redis: Redis, killed_at: float, mark_ms: int) -> dict[str, int]:
+    async def orphans(self, redis: Redis, killed_at: float, mark_ms: int,
+                      own_marks: Mapping[str, int] | None = None) -> dict[str, int]:
         """Jobs that workers which died at `killed_at` (time.time()) left marked in progress:
         arq's in-progress mark (`mark_ms` long from the job's start) outlives its worker and
         keeps every other worker off the job until it runs out. A mark set before the death
         belongs to a dead worker unless a running worker's log shows that job running (a
         cron job's mark, which arq keeps a minute after the run, is not one). Job id -> what
-        is left of the mark's life, in ms."""
+        is left of the mark's life, in ms. `own_marks`: job-id prefix -> mark length, for
+        jobs with a timeout of their own."""
         now_ms = time.time() * 1000
         marked: list[str] = []
         async for key in redis.scan_iter(match=f"{in_progress_key_prefix}*"):
             ttl = int(await redis.pttl(key))
-            set_at_ms = now_ms - (mark_ms - ttl)
-            started_lately = ttl > mark_ms - 600_000  # within the last 10 minutes
+            job_id = key.decode().removeprefix(in_progress_key_prefix)
+            mark = next((ms for prefix, ms in (own_marks or {}).items()
+                         if job_id.startswith(prefix)), mark_ms)
+            set_at_ms = now_ms - (mark - ttl)
+            started_lately = ttl > mark - 600_000  # within the last 10 minutes
             if started_lately and set_at_ms < killed_at * 1000:
-                marked.append(key.decode().removeprefix(in_progress_key_prefix))
+                marked.append(job_id)
         # A running worker logs a job's start a moment after marking it.
         await asyncio.sleep(0.5)
         live = self.in_flight()

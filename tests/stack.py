@@ -24,6 +24,7 @@ from app.web.app import WebAccessLogger, create_app
 from app.web.webhooks import sign
 from tasks.worker import create_worker
 from tests.dbutil import fresh_database
+from tests.fakegithub.server import FakeGitHub
 
 WEBHOOK_SECRET = "e2e-webhook-secret"
 SESSION_SECRET = "e2e-session-secret-0123456789-abcdefghij"
@@ -117,6 +118,21 @@ async def running_stack(*, github_url: str, app_id: int, private_key: str, redis
         await runner.cleanup()
         await pool.aclose()
         await dispose_all()
+
+
+@asynccontextmanager
+async def dashboard_stack(fake_github: FakeGitHub, redis_url: str, database_url: str,
+                          **extra: Any) -> AsyncIterator[Stack]:
+    """`running_stack` with sign-in through the fake GitHub (its OAuth client), and the
+    fake's html_url values pointing at it."""
+    st = fake_github.state
+    st.web_url = fake_github.url
+    async with running_stack(github_url=fake_github.url, app_id=fake_github.app_id,
+                             private_key=fake_github.private_key_pem, redis_url=redis_url,
+                             database_url=database_url, GITHUB_URL=fake_github.url,
+                             GITHUB_CLIENT_ID=st.client_id,
+                             GITHUB_CLIENT_SECRET=st.client_secret, **extra) as s:
+        yield s
 
 
 def services_for(stack: Stack) -> Services:

@@ -9,6 +9,7 @@ these tests skip (REQUIRE_BROWSER=1: they fail).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -28,9 +29,10 @@ from tests.browser import (
     sign_in,
     submit_github_sign_in,
 )
+from tests.fakegithub import pulls
 from tests.fakegithub.server import FakeGitHub
-from tests.stack import Stack, running_stack
-from tests.test_dashboard import OWNER, fail_a_full_scan, installed_org
+from tests.stack import Stack, dashboard_stack
+from tests.test_dashboard import OWNER, fail_a_full_scan, install, installed_org, setup_org
 
 # Playwright's waits: long enough for a slow CI machine, short enough to fail fast.
 TIMEOUT_MS = 15_000
@@ -80,13 +82,7 @@ async def dash(fake_github: FakeGitHub, redis_url: str,
                database_url: str) -> AsyncIterator[Stack]:
     """The app with sign-in configured (as tests/test_dashboard.py's), on SQLite: these
     tests are about the pages, the storage tests cover PostgreSQL."""
-    st = fake_github.state
-    st.web_url = fake_github.url
-    async with running_stack(
-            github_url=fake_github.url, app_id=fake_github.app_id,
-            private_key=fake_github.private_key_pem, redis_url=redis_url,
-            database_url=database_url, GITHUB_URL=fake_github.url,
-            GITHUB_CLIENT_ID=st.client_id, GITHUB_CLIENT_SECRET=st.client_secret) as s:
+    async with dashboard_stack(fake_github, redis_url, database_url) as s:
         yield s
 
 
@@ -256,3 +252,29 @@ async def test_job_monitor_retry_queues_and_runs_a_failed_job(
     assert after is not None and after.retried_by == OWNER
     assert [(s.trigger, s.status) for s in scans] == [
         ("webhook:installation.created", "ok"), ("unknown", "errored"), ("retry", "ok")]
+
+
+# ----------------------------------------------------------------------------- fix now
+async def test_fix_now_opens_the_fix_pull_request(page: Page, dash: Stack,
+                                                  fake_github: FakeGitHub) -> None:
+    st = fake_github.state
+    setup_org(st, 2)
+    (inst,) = list(st.installations.values())
+    inst.permissions.update({"contents": "write", "pull_requests": "write"})
+    st.set_file("acme/.github", "templates/AGENTS.md", "# Agents\n")
+    await install(dash, st)
+    await sign_in(page, dash, fake_github.url, OWNER, "/orgs/acme/repos/svc-00")
+    await expect(page).to_have_url(f"{dash.base_url}/orgs/acme/repos/svc-00")
+    await page.locator('[data-fix-now="Require AGENTS.md"]').click()
+    await expect(page).to_have_url(f"{dash.base_url}/orgs/acme/repos/svc-00?fix=queued")
+    await expect(page.locator("[data-fix-queued]")).to_be_visible()
+    async with background_worker(dash):
+        for _ in range(200):  # the job runs in this event loop; give it the turns it needs
+            if pulls.pulls_of(st, st.repo("acme/svc-00")):
+                break
+            await asyncio.sleep(0.05)
+    (pr,) = pulls.pulls_of(st, st.repo("acme/svc-00"))
+    await page.reload()
+    await expect(page.locator("[data-actions]")).to_contain_text(
+        f"opened pull request #{pr.number} adding `AGENTS.md`")
+    await screenshot(page, "fix-now")

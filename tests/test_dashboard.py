@@ -20,7 +20,7 @@ from app.db.models import ComplianceDay, FailedJob, Installation, Scan
 from tests.fakegithub import webhooks as hooks
 from tests.fakegithub.server import FakeGitHub
 from tests.fakegithub.state import FailRule, FakeState
-from tests.stack import Stack, running_stack
+from tests.stack import Stack, dashboard_stack, running_stack
 from tests.test_e2e import build_org
 
 TEAM = "acme/platform"
@@ -30,14 +30,8 @@ OWNER, MEMBER, OUTSIDER, BYSTANDER = "olivia", "tom", "mallory", "bea"
 @pytest.fixture
 async def dash(fake_github: FakeGitHub, redis_url: str,
                any_database_url: str) -> AsyncIterator[Stack]:
-    st = fake_github.state
-    st.web_url = fake_github.url  # html_url values point at the fake
-    async with running_stack(
-            github_url=fake_github.url, app_id=fake_github.app_id,
-            private_key=fake_github.private_key_pem, redis_url=redis_url,
-            database_url=any_database_url, GITHUB_URL=fake_github.url,
-            GITHUB_CLIENT_ID=st.client_id, GITHUB_CLIENT_SECRET=st.client_secret,
-            ADMIN_LOGINS="root-operator") as s:
+    async with dashboard_stack(fake_github, redis_url, any_database_url,
+                               ADMIN_LOGINS="root-operator") as s:
         yield s
 
 

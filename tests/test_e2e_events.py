@@ -182,6 +182,7 @@ policies:
   - name: Must have AGENTS.md
     type: has_agents_md
     action: [archive-repo, create-issue]
+    archive_after_days: 0  # no grace period (tests/test_archiving.py has those)
 """
     inst = small_org(st, config)
     await install(stack, st, inst)

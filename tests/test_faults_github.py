@@ -145,7 +145,9 @@ async def test_a_long_limit_pauses_the_scan_visibly_and_it_resumes(
         gstack: Stack, fake_github: FakeGitHub, monkeypatch: pytest.MonkeyPatch) -> None:
     """A wait longer than the app sleeps in a job (max_inline_wait) defers the work: the
     scan shows what it waits for, then finishes by itself."""
-    monkeypatch.setenv("GITHUB_RATE_LIMITS", RELAXED_LIMITS + ",max_inline_wait=1")
+    # The workers `scan_until` starts read their limits from the settings.
+    monkeypatch.setattr(gstack.settings, "GITHUB_RATE_LIMITS",
+                        RELAXED_LIMITS + ",max_inline_wait=1")
     st = fake_github.state
     _, expected, drain = await scan_until(gstack, fake_github, mid_scan(st))
     st.secondary.enabled, st.secondary.status, st.secondary.retry_after = True, 429, 3

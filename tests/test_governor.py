@@ -92,6 +92,35 @@ async def test_content_creation_limits_are_respected(fake_github: FakeGitHub,
     assert floor <= elapsed < floor + 0.5, elapsed
 
 
+async def test_bulk_filing_leaves_interactive_work_its_share(fake_github: FakeGitHub,
+                                                             redis_url: str) -> None:
+    """Bulk requests stop at 75% of each content window and are deferred, not slept on;
+    an interactive request then still goes through at once, with no secondary limit."""
+    st = fake_github.state
+    inst = st.add_installation("acme", 1)
+    secondary_on(st, minute_seconds=30, content_per_minute=8, content_per_hour=40)
+    limits = Limits(minute_seconds=30, content_per_minute=8, content_per_hour=40)
+    async with github_client(fake_github, redis_url, limits=limits) as gh:
+        await warm(gh, installation_id=inst.id)
+        bulk = gh.installation(inst.id, bulk=True)
+        for i in range(6):  # 75% of 8
+            await bulk.post("/repos/acme/repo-000/issues", data={"title": f"bulk {i}"})
+        started = time.monotonic()
+        with pytest.raises(RateLimited) as raised:
+            await bulk.post("/repos/acme/repo-000/issues", data={"title": "bulk 6"})
+        # Deferred at once (the window frees in ~30 s), not waited out in the process.
+        assert time.monotonic() - started < 1
+        assert raised.value.until > time.time() + 20
+        interactive = gh.installation(inst.id)
+        started = time.monotonic()
+        for i in range(2):
+            await interactive.post("/repos/acme/repo-000/issues/1/comments",
+                                   data={"body": f"check {i}"})
+        assert time.monotonic() - started < 1
+    assert len(st.issues("acme/repo-000")) == 6
+    assert st.secondary_limit_responses == 0
+
+
 async def test_concurrency_never_exceeds_the_limit(fake_github: FakeGitHub,
                                                    redis_url: str) -> None:
     st = fake_github.state

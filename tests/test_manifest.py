@@ -19,6 +19,7 @@ def test_events_match_the_handlers() -> None:
 
 def test_permissions_are_the_ones_the_code_needs() -> None:
     assert MANIFEST["default_permissions"] == {
-        "contents": "read", "metadata": "read", "issues": "write", "administration": "write",
-        "organization_administration": "read", "members": "read"}
+        "contents": "write", "metadata": "read", "issues": "write", "administration": "write",
+        "organization_administration": "read", "members": "read", "checks": "write",
+        "pull_requests": "write"}
     assert MANIFEST["hook_attributes"]["url"].endswith("/api/github/webhooks")

@@ -146,7 +146,9 @@ def test_worker_cron_is_utc_and_runs_once() -> None:
 
     ws = worker_settings(Settings(SCAN_CRON="30 2 * * 1", _env_file=None), "redis://x:1")
     assert ws["timezone"] is UTC
-    nightly, recovery = ws["cron_jobs"]
+    nightly, recovery, *others = ws["cron_jobs"]
+    sweep = {c.name: c for c in others}["archive_sweep"]
+    assert sweep.unique and (sweep.minute, sweep.hour) == (7, None)
     assert (nightly.minute, nightly.hour, nightly.second) == ({30}, {2}, 0)
     assert nightly.unique and nightly.keep_result_s == 3600
     assert recovery.name == "recover_deliveries" and recovery.minute == {0, 10, 20, 30, 40, 50}

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.scalarstring import LiteralScalarString
 
 from app.config.models import OrgConfig, describe_value
 from app.yamlsafe import MAX_VALUES, YAMLBoundsError, load_roundtrip
@@ -390,6 +391,8 @@ class _Parser:
                 continue
             found, line, col = _locate(data, loc)
             message = _message(kind, loc, err)
+            if kind == "template" and line is not None and found == loc:
+                line = _template_line(data, loc, line, message)
             self.add(line, col, found, message)
 
 
@@ -441,6 +444,21 @@ def _locate(
         found.append(step)
         node = node[step]
     return tuple(found), line, col
+
+
+_TEMPLATE_LINE = re.compile(r"on template line (\d+)")
+
+
+def _template_line(root: Any, loc: Sequence[PathStep], key_line: int, message: str) -> int:
+    """The file's line of a template problem: in a literal block (`body: |`) the template's
+    lines are the file's, from the line after the key; elsewhere the key's line."""
+    value = root
+    for step in loc:
+        value = value[step]
+    found = _TEMPLATE_LINE.search(message)
+    if found is None or not isinstance(value, LiteralScalarString):
+        return key_line
+    return key_line + int(found.group(1))
 
 
 def _position_in(root: Any, path: Sequence[PathStep]) -> tuple[int | None, int | None]:

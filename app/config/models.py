@@ -6,16 +6,17 @@ parsed file); `app.config.loader` maps their errors back to YAML lines.
 
 from __future__ import annotations
 
-import datetime as _dt
 import fnmatch
 import re
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
+from app.config.channels import NotifyChannel
+from app.config.fields import Model, describe_value, max_len, non_blank
+from app.config.fields import config_error as _error
+from app.issue_text import TemplateProblem, check_template
 from app.policies import REGISTRY, Policy
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "Defaults",
     "FixDetails",
     "IssueDetails",
+    "NotifyChannel",
     "OrgConfig",
     "PolicyConfig",
     "PrCommentDetails",
@@ -44,7 +46,8 @@ ACTION_NAMES: tuple[str, ...] = (
     "log-only",
 )
 # Actions this release performs; the others parse, and OrgConfig.not_enforced_notes() says so.
-ENFORCED_ACTIONS: frozenset[str] = frozenset({"create-issue", "archive-repo", "log-only"})
+ENFORCED_ACTIONS: frozenset[str] = frozenset({"create-issue", "archive-repo", "log-only",
+                                              "block-prs", "comment-on-prs", "fix"})
 
 # The violations table keys on the policy name in a VARCHAR(255).
 MAX_POLICY_NAME = 255
@@ -63,35 +66,6 @@ WEEKDAYS: tuple[str, ...] = ("monday", "tuesday", "wednesday", "thursday", "frid
 DEFAULT_ARCHIVE_AFTER_DAYS = 14
 
 
-def describe_value(value: object) -> str:
-    """How a YAML value reads in an error message: its kind, and the value when short."""
-    if value is None:
-        return "null (an empty value)"
-    if isinstance(value, bool):
-        return f"a boolean ({'true' if value else 'false'})"
-    if isinstance(value, int | float):
-        return f"a number ({value})"
-    if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"a string ({shown!r})"
-    if isinstance(value, _dt.date):
-        return f"a date ({value.isoformat()})"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    if isinstance(value, AbstractSet):
-        return "a set (!!set)"
-    if isinstance(value, bytes):
-        return "binary data (!!binary)"
-    return f"a {type(value).__name__}"
-
-
-def _error(kind: str, message: str) -> PydanticCustomError:
-    # No context: pydantic then keeps the message verbatim, braces and all.
-    return PydanticCustomError(kind, message)
-
-
 def normalize_action(value: object) -> str:
     """`create_issue` → `create-issue`; anything not in ACTION_NAMES is an error."""
     if not isinstance(value, str):
@@ -108,25 +82,7 @@ def normalize_action(value: object) -> str:
 ActionName = Annotated[str, BeforeValidator(normalize_action)]
 
 
-def _non_blank(value: str, what: str) -> str:
-    if not value.strip():
-        raise _error("blank", f"{what} must not be empty")
-    if value != value.strip():
-        raise _error("whitespace", f"{what} must not start or end with whitespace")
-    return value
-
-
-def _max_len(value: str, limit: int, what: str) -> str:
-    if len(value) > limit:
-        raise _error("too_long", f"{what} is {len(value)} characters long; the limit is {limit}")
-    return value
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class AccessControl(_Model):
+class AccessControl(Model):
     """Who may use the dashboard: members of one GitHub team."""
 
     authorized_team: str
@@ -150,7 +106,16 @@ class AccessControl(_Model):
         return self.authorized_team.split("/", 1)[1]
 
 
-class IssueDetails(_Model):
+def _template(value: str, what: str) -> str:
+    """Issue titles and bodies are templates (app/issue_text.py): `{repo}` and friends."""
+    try:
+        check_template(value)
+    except TemplateProblem as exc:
+        raise _error("template", f"{what}: {exc}") from None
+    return value
+
+
+class IssueDetails(Model):
     """The issue `create-issue` files. None means: use the policy's title / the violation."""
 
     # None: the issue is titled with the policy's own title (REGISTRY[type].title).
@@ -164,7 +129,9 @@ class IssueDetails(_Model):
     def _title(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        return _max_len(_non_blank(value, "the issue title"), MAX_ISSUE_TITLE, "the issue title")
+        value = max_len(non_blank(value, "the issue title"), MAX_ISSUE_TITLE,
+                         "the issue title")
+        return _template(value, "the issue title")
 
     @field_validator("body")
     @classmethod
@@ -173,13 +140,13 @@ class IssueDetails(_Model):
             return None
         if not value.strip():
             raise _error("blank", "the issue body must not be empty")
-        return _max_len(value, MAX_ISSUE_BODY, "the issue body")
+        return _template(max_len(value, MAX_ISSUE_BODY, "the issue body"), "the issue body")
 
     @field_validator("labels")
     @classmethod
     def _labels(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for label in value:
-            _max_len(_non_blank(label, "a label"), MAX_LABEL, f"label {label!r}")
+            max_len(non_blank(label, "a label"), MAX_LABEL, f"label {label!r}")
         seen: set[str] = set()
         for label in value:
             # GitHub label names are case-insensitive.
@@ -189,8 +156,8 @@ class IssueDetails(_Model):
         return value
 
 
-class PrCommentDetails(_Model):
-    """For `comment-on-prs` (parsed, not enforced yet): the comment to post."""
+class PrCommentDetails(Model):
+    """For `comment-on-prs`: the text that heads the sticky comment while it fails."""
 
     message: str
 
@@ -199,18 +166,18 @@ class PrCommentDetails(_Model):
     def _message(cls, value: str) -> str:
         if not value.strip():
             raise _error("blank", "the comment message must not be empty")
-        return _max_len(value, MAX_ISSUE_BODY, "the comment message")
+        return max_len(value, MAX_ISSUE_BODY, "the comment message")
 
 
-class BlockPrsDetails(_Model):
-    """For `block-prs` (parsed, not enforced yet): the commit status that fails the PR."""
+class BlockPrsDetails(Model):
+    """For `block-prs`: the policy reports in a check run of this name of its own."""
 
     status_check_name: str
 
     @field_validator("status_check_name")
     @classmethod
     def _name(cls, value: str) -> str:
-        return _non_blank(value, "the status check name")
+        return non_blank(value, "the status check name")
 
 
 def _repo_name(value: str, what: str) -> str:
@@ -230,7 +197,7 @@ def _weekday(value: object) -> str:
 Weekday = Annotated[str, BeforeValidator(_weekday)]
 
 
-class ActionSettings(_Model):
+class ActionSettings(Model):
     """How the actions of a policy behave; under `defaults:` or on the policy itself.
 
     None means: not set here (a policy inherits `defaults:`, which has the built-in default).
@@ -256,7 +223,7 @@ class Defaults(ActionSettings):
     """`defaults:` at the top of the config: settings every policy inherits."""
 
 
-class FixDetails(_Model):
+class FixDetails(Model):
     """For `fix` on a missing-file policy: where the new file's content comes from."""
 
     # A path in the organization's `.github` repository (default: templates/<file name>).
@@ -267,7 +234,7 @@ class FixDetails(_Model):
     def _template(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        _non_blank(value, "the template path")
+        non_blank(value, "the template path")
         if value.startswith("/") or ".." in value.split("/"):
             raise _error("template_path", f"the template path must be relative to the "
                                           f"`.github` repository's root, got {value!r}")
@@ -313,7 +280,7 @@ class PolicyConfig(ActionSettings):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        return _max_len(_non_blank(value, "the policy name"), MAX_POLICY_NAME, "the policy name")
+        return max_len(non_blank(value, "the policy name"), MAX_POLICY_NAME, "the policy name")
 
     @field_validator("type")
     @classmethod
@@ -361,7 +328,7 @@ class PolicyConfig(ActionSettings):
         return tuple(a for a in self.actions if a not in ENFORCED_ACTIONS)
 
 
-class OrgConfig(_Model):
+class OrgConfig(Model):
     """The whole `config.yaml`."""
 
     # None when the file has no `access_control` section.
@@ -376,17 +343,38 @@ class OrgConfig(_Model):
     # Repository-name globs that archive-repo never archives (nor `.github` and issue_repo).
     protected_repos: tuple[str, ...] = ()
     defaults: Defaults = Defaults()
+    # Slack / signed-webhook channels told when violations open or resolve (app/notify).
+    notify: tuple[NotifyChannel, ...] = ()
 
     @field_validator("issue_repo")
     @classmethod
     def _issue_repo(cls, value: str | None) -> str | None:
         return None if value is None else _repo_name(value, "issue_repo")
 
+    @model_validator(mode="after")
+    def _notify_refs(self) -> OrgConfig:
+        names = {p.name for p in self.policies}
+        seen: set[str] = set()
+        for channel in self.notify:
+            if channel.name.lower() in seen:
+                raise _error("duplicate_channel",
+                             f"duplicate notify channel name {channel.name!r}")
+            seen.add(channel.name.lower())
+            unknown = [p for p in channel.policies or () if p not in names]
+            if unknown:
+                raise _error("unknown_policy",
+                             f"notify channel {channel.name!r} names policies that are not "
+                             f"in the config: {', '.join(map(repr, unknown))}")
+        return self
+
+    def notify_channel(self, name: str) -> NotifyChannel | None:
+        return next((c for c in self.notify if c.name == name), None)
+
     @field_validator("protected_repos")
     @classmethod
     def _globs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for glob in value:
-            _non_blank(glob, "a protected_repos glob")
+            non_blank(glob, "a protected_repos glob")
         return value
 
     def effective(self, policy: PolicyConfig) -> Effective:

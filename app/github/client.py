@@ -118,6 +118,8 @@ class RateLimitedAPI(gidgethub.aiohttp.GitHubAPI):
     installation_id: int | None = None
     # Whether GETs are cached with their ETag (per installation; not for the App's JWT).
     use_cache = False
+    # Bulk work (filing after a scan) gives way to interactive work in the governor.
+    bulk = False
 
     def __init__(self, session: aiohttp.ClientSession, redis: Redis,
                  governor: Governor | None = None, **kwargs: Any) -> None:
@@ -169,7 +171,7 @@ class RateLimitedAPI(gidgethub.aiohttp.GitHubAPI):
         for attempt in range(1, MAX_NETWORK_ATTEMPTS + 1):
             ticket = await self.governor.acquire(
                 self.scope, method, url, body, accept=headers.get("accept", ""),
-                cacheable=cacheable, owner=owner)
+                cacheable=cacheable, owner=owner, bulk=self.bulk)
             sent = headers
             if ticket.cached is not None:
                 sent = {**headers, **conditional_headers(ticket.cached, owner)}
@@ -259,9 +261,10 @@ class InstallationAPI(RateLimitedAPI):
     use_cache = True
 
     def __init__(self, session: aiohttp.ClientSession, redis: Redis, tokens: TokenStore,
-                 installation_id: int, **kwargs: Any) -> None:
+                 installation_id: int, *, bulk: bool = False, **kwargs: Any) -> None:
         super().__init__(session, redis, **kwargs)
         self.installation_id = installation_id
+        self.bulk = bulk
         self._tokens = tokens
         self._token: str | None = None
 
@@ -327,11 +330,18 @@ class GitHub:
         return AppAPI(self.session, self.redis, self.governor, app_id=str(self.app_id),
                       private_key=self.private_key, base_url=self.api_url)
 
-    def installation(self, installation_id: int) -> InstallationAPI:
+    async def forget_token(self, installation_id: int) -> None:
+        """The installation's permissions changed: the next request gets a new token."""
+        if self._tokens is None:
+            self._tokens = TokenStore(self.redis, self.app())
+        await self._tokens.forget(installation_id)
+
+    def installation(self, installation_id: int, *, bulk: bool = False) -> InstallationAPI:
+        """A client for the installation; `bulk` for work that may wait (issue filing)."""
         if self._tokens is None:
             self._tokens = TokenStore(self.redis, self.app())
         return InstallationAPI(self.session, self.redis, self._tokens, installation_id,
-                               governor=self.governor, base_url=self.api_url)
+                               bulk=bulk, governor=self.governor, base_url=self.api_url)
 
     async def app_slug(self) -> str:
         """The App's slug; its bot user is `<slug>[bot]`."""

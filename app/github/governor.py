@@ -114,6 +114,13 @@ class Limits:
     graphql_in_rest_window: bool = True
     content_per_minute: int = 80
     content_per_hour: int = 500
+    # Bulk requests (issue filing after a scan) leave this share of the content budget to
+    # interactive ones (pull-request checks, command replies), so a first scan that files
+    # thousands of issues over hours never holds up a check for more than a moment.
+    interactive_content_share: float = 0.25
+    # A bulk request waits in-process at most this long, then its job is deferred: a job
+    # waiting out the content budget would hold a worker slot that interactive work needs.
+    bulk_max_inline_wait: float = 5.0
     minute_seconds: float = 60.0
     hour_seconds: float = 3600.0
     # A request's slot is taken back after this long even if its process died; it must
@@ -553,6 +560,16 @@ class Governor:
             lim.max_concurrent, _ms(lim.lease_seconds), _ms(lim.poll_seconds),
             _ms(lim.primary_margin_seconds), self._key_ttl,
             *(n for window in self._windows for n in window)))
+        share = min(max(lim.interactive_content_share, 0.0), 0.9)
+        bulk_windows = (
+            *self._windows[:2],
+            (max(1, math.floor(lim.content_per_minute * (1 - share))), _ms(lim.minute_seconds)),
+            (max(1, math.floor(lim.content_per_hour * (1 - share))), _ms(lim.hour_seconds)),
+        )
+        self._acquire_cfg_bulk = " ".join(str(n) for n in (
+            lim.max_concurrent, _ms(lim.lease_seconds), _ms(lim.poll_seconds),
+            _ms(lim.primary_margin_seconds), self._key_ttl,
+            *(n for window in bulk_windows for n in window)))
         c = self.cache
         self._release_cfg = f"{self._key_ttl} {c.ttl_seconds} {c.max_entries} {c.max_bytes}"
         self._sources = {"acquire": ACQUIRE_LUA, "release": RELEASE_LUA,
@@ -608,13 +625,14 @@ class Governor:
     # ------------------------------------------------------------------ acquire
     async def acquire(self, scope: str, method: str, url: str, body: bytes = b"", *,
                       accept: str | None = None, cacheable: bool = False,
-                      owner: str = "") -> Ticket:
+                      owner: str = "", bulk: bool = False) -> Ticket:
         """Wait until every limit admits this request, reserve it, and return the ticket.
 
         With `cacheable`, the ticket carries the cached response (ETag) if there is one;
         `owner` is the `credential_tag` of the request's credential, recorded with the ETag
         of the response. Raises `RateLimited` when the wait would be longer than
-        `max_inline_wait`.
+        `max_inline_wait` (`bulk_max_inline_wait` for a `bulk` request, which also sees the
+        content windows less their reserves).
         """
         lim = self.limits
         cost = classify(method, url, body, lim)
@@ -622,13 +640,16 @@ class Governor:
                   if cacheable and self.cache.enabled else None)
         member = f"{self._id_prefix}{next(self._ids):x}"
         keys = self._keys(scope, digest)
-        args: list[Any] = [member, cost.resource, self._acquire_cfg, cost.costs_text,
-                           "1" if digest else "0", digest or ""]
+        args: list[Any] = [member, cost.resource,
+                           self._acquire_cfg_bulk if bulk else self._acquire_cfg,
+                           cost.costs_text, "1" if digest else "0", digest or ""]
+        max_wait = lim.bulk_max_inline_wait if bulk else lim.max_inline_wait
         ticket = Ticket(scope, member, cost, digest, owner=owner)
 
         # Waiters queue per kind of request, so a POST waiting out the content limit does
         # not hold up this process's GETs.
-        lock = self._locks.setdefault(f"{scope}:{cost.resource}:{cost.content}", asyncio.Lock())
+        lock = self._locks.setdefault(f"{scope}:{cost.resource}:{cost.content}:{bulk}",
+                                      asyncio.Lock())
         reply: list[Any] | None = None
         if not lock.locked():
             reply = await self._acquire_once(keys, args)
@@ -646,7 +667,7 @@ class Governor:
                         return self._admitted(ticket, reply)
                 wait = int(reply[1]) / 1000
                 why = _text(reply[2])
-                if wait > lim.max_inline_wait:
+                if wait > max_wait:
                     raise RateLimited(time.time() + wait, why)
                 self.stats.waits += 1
                 self.stats.waited_seconds += wait

@@ -45,6 +45,11 @@ class TokenStore:
             )
         return token
 
+    async def forget(self, installation_id: int) -> None:
+        """Drop the cached token whatever it is (its permissions are those it was made
+        with: after the installation accepts new ones, a new token has them)."""
+        await self._redis.delete(_key(installation_id))
+
     async def invalidate(self, installation_id: int, token: str) -> None:
         raw = await self._redis.get(_key(installation_id))
         # Only drop the token that failed; another process may have refreshed already.

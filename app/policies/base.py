@@ -50,6 +50,30 @@ class RepoSnapshot:
 
 
 @dataclass(frozen=True)
+class SettingRemedy:
+    """The fix is a repository setting: `name` set to `value` (app/actions/fix.py)."""
+
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class FileRemedy:
+    """The fix is a file added at `path`, from a template (app/actions/fix.py)."""
+
+    path: str
+
+
+Remedy = SettingRemedy | FileRemedy
+
+
+def remedy_of(policy: object) -> Remedy | None:
+    """A policy's `remedy` (optional: a policy without one has no automatic fix)."""
+    found = getattr(policy, "remedy", None)
+    return found if isinstance(found, SettingRemedy | FileRemedy) else None
+
+
+@dataclass(frozen=True)
 class Result:
     passed: bool
     # What is wrong and how to fix it; shown in issues, comments and logs.

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from ruamel.yaml.error import YAMLError
 
-from app.policies.base import MAX_FILE_BYTES, Needs, RepoSnapshot, Result
+from app.policies.base import MAX_FILE_BYTES, Needs, Remedy, RepoSnapshot, Result
 from app.yamlsafe import YAMLBoundsError, describe_error, load_all, size_over
 
 PATH = "catalog-info.yaml"
@@ -16,6 +16,8 @@ class CatalogInfoHasOwner:
     type: ClassVar[str] = "catalog_info_has_owner"
     title: ClassVar[str] = "catalog-info.yaml names an owner"
     needs: ClassVar[Needs] = Needs(files=frozenset({PATH}))
+    # No automatic fix: the owning team is a person's choice (`fix` logs that it skipped).
+    remedy: ClassVar[Remedy | None] = None
 
     def evaluate(self, snapshot: RepoSnapshot) -> Result:
         text = snapshot.file(PATH)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from app.policies.base import Needs, RepoSnapshot, Result
+from app.policies.base import Needs, Remedy, RepoSnapshot, Result, SettingRemedy
 
 
 class CorrectWorkflowPermissions:
     type: ClassVar[str] = "correct_workflow_permissions"
     title: ClassVar[str] = "Workflows get a read-only GITHUB_TOKEN by default"
     needs: ClassVar[Needs] = Needs(workflow_permissions=True)
+    remedy: ClassVar[Remedy | None] = SettingRemedy("default_workflow_permissions", "read")
 
     def evaluate(self, snapshot: RepoSnapshot) -> Result:
         perms = snapshot.workflow_permissions

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from app.policies.base import Needs, RepoSnapshot, Result
+from app.policies.base import FileRemedy, Needs, Remedy, RepoSnapshot, Result
 
 PATH = "AGENTS.md"
 
@@ -13,6 +13,7 @@ class HasAgentsMd:
     type: ClassVar[str] = "has_agents_md"
     title: ClassVar[str] = "Repository has an AGENTS.md file"
     needs: ClassVar[Needs] = Needs(files=frozenset({PATH}))
+    remedy: ClassVar[Remedy | None] = FileRemedy(PATH)
 
     def evaluate(self, snapshot: RepoSnapshot) -> Result:
         if snapshot.file(PATH) is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from app.policies.base import Needs, RepoSnapshot, Result
+from app.policies.base import FileRemedy, Needs, Remedy, RepoSnapshot, Result
 
 PATH = "catalog-info.yaml"
 
@@ -13,6 +13,7 @@ class HasCatalogInfoYaml:
     type: ClassVar[str] = "has_catalog_info_yaml"
     title: ClassVar[str] = "Repository has a catalog-info.yaml file"
     needs: ClassVar[Needs] = Needs(files=frozenset({PATH}))
+    remedy: ClassVar[Remedy | None] = FileRemedy(PATH)
 
     def evaluate(self, snapshot: RepoSnapshot) -> Result:
         # A file too large to download is present too; catalog_info_has_owner reports it.

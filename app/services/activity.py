@@ -31,7 +31,9 @@ async def scan(db: AsyncSession, installation_id: int, scan_id: int) -> Scan | N
 
 
 # ----------------------------------------------------------------------------- action log
-ACTION_STATUSES = ("success", "failed", "skipped")
+# dry-run: what a policy in dry-run would have done (nothing was written to GitHub); a
+# status of its own so that a trial of a config can be read, and filtered, on its own.
+ACTION_STATUSES = ("success", "failed", "skipped", "dry-run")
 
 
 @dataclass

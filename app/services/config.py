@@ -21,6 +21,8 @@ from app.config import ConfigError, OrgConfig, parse_config
 from app.db.models import Installation, utcnow
 from app.github.errors import RateLimited, describe_error
 from app.github.paths import repo_path
+from app.notify.channels import channel_notes
+from app.settings import Settings
 from app.yamlsafe import MAX_BYTES
 
 log = logging.getLogger(__name__)
@@ -70,14 +72,16 @@ async def _repo_readable(gh: GitHubAPI, login: str) -> bool:
     return True
 
 
-async def refresh_config(gh: GitHubAPI, inst: Installation) -> str:
+async def refresh_config(gh: GitHubAPI, inst: Installation,
+                         settings: Settings | None = None) -> str:
     """Read config.yaml from GitHub into `inst`; returns the new config status, or DELETED
     when a config that was in force is gone (the caller ends its violations).
 
     Rate limits propagate (the job waits and tries again); any other failure to read keeps
-    the config in force with the reason recorded."""
+    the config in force with the reason recorded. With `settings` (the worker's), the
+    notes also name the `notify:` variables this process lacks."""
     try:
-        return await _refresh(gh, inst)
+        return await _refresh(gh, inst, settings)
     except RateLimited:
         raise
     except gidgethub.GitHubException as exc:
@@ -87,7 +91,7 @@ async def refresh_config(gh: GitHubAPI, inst: Installation) -> str:
         return _unreadable(inst, f"GitHub could not be reached ({type(exc).__name__}).")
 
 
-async def _refresh(gh: GitHubAPI, inst: Installation) -> str:
+async def _refresh(gh: GitHubAPI, inst: Installation, settings: Settings | None) -> str:
     if not inst.account_login:
         # First seen through an event without the account: ask GitHub whose it is.
         data = await gh.getitem("/installation/repositories?per_page=1")
@@ -153,5 +157,7 @@ async def _refresh(gh: GitHubAPI, inst: Installation) -> str:
     inst.config_text = text
     inst.config_sha = str(data.get("sha") or "")
     notes = cfg.not_enforced_notes()
+    if settings is not None:  # `notify:` channels whose variables the worker lacks
+        notes += channel_notes(cfg, login, settings)
     inst.config_notes = "\n".join(notes) if notes else None
     return inst.config_status

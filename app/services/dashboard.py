@@ -3,6 +3,7 @@ SQL: an installation has 10,000 repositories and the pages answer in millisecond
 
 A repository's state, in this order of precedence:
 - `exempt`: archived or a fork; such repositories are not enforced;
+- `empty`: no commit yet; not evaluated (nothing filed or archived) until the first push;
 - `errored`: its last scan failed;
 - `not-scanned`: never scanned yet;
 - `violating`: at least one open violation;
@@ -23,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.models import ActionLog, ComplianceDay, Repository, Scan, Violation, utcnow
 from app.services.paging import EXPORT_LIMIT, MAX_PER_PAGE, PER_PAGE, like_pattern, positive_number
 
-REPO_STATES = ("violating", "compliant", "exempt", "errored", "not-scanned")
+REPO_STATES = ("violating", "compliant", "exempt", "empty", "errored", "not-scanned")
 REPO_SORTS = ("name", "state", "violations", "scanned")
 
 
@@ -42,6 +43,7 @@ def _open_counts() -> Any:
 def _state_expr(open_count: ColumnElement[Any]) -> ColumnElement[str]:
     return case(
         (or_(Repository.archived.is_(True), Repository.fork.is_(True)), literal("exempt")),
+        (Repository.empty.is_(True), literal("empty")),
         (Repository.last_scan_status == "errored", literal("errored")),
         (Repository.last_scanned_at.is_(None), literal("not-scanned")),
         (open_count > 0, literal("violating")),
@@ -56,6 +58,7 @@ class Totals:
     violating: int = 0
     compliant: int = 0
     exempt: int = 0
+    empty: int = 0
     errored: int = 0
     not_scanned: int = 0
     open_violations: int = 0
@@ -297,6 +300,8 @@ async def repository_detail(db: AsyncSession, installation_id: int, full_name: s
     open_count = sum(1 for v in violations if v.state == "open")
     if repo.archived or repo.fork:
         state = "exempt"
+    elif repo.empty:
+        state = "empty"
     elif repo.last_scan_status == "errored":
         state = "errored"
     elif repo.last_scanned_at is None:

@@ -26,6 +26,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import FailedJob, utcnow
+from app.services.queue import due_ms
 
 RUNNING_KEY = "pe:jobs:running"
 RECENT_KEY = "pe:jobs:recent"
@@ -44,8 +45,12 @@ ARG_NAMES: dict[str, tuple[str, ...]] = {
     "scan_repo": ("installation_id", "repo_id"),
     "scan_batch": ("installation_id", "scan_id", "repo_ids"),
     "reconcile_violation": ("installation_id", "violation_id"),
+    "fix_violation": ("installation_id", "violation_id"),
+    "send_notifications": ("installation_id", "channel"),
     "run_command": ("installation_id", "repo_id", "full_name", "issue_number", "comment_id",
                     "user", "command", "args"),
+    "check_pull": ("installation_id", "repo_id", "number"),
+    "check_merge_group": ("installation_id", "repo_id", "head_sha"),
 }
 
 
@@ -214,11 +219,11 @@ async def queued(redis: ArqRedis, limit: int = 100) -> tuple[list[QueuedJob], in
         try:
             job = deserialize_job(data, deserializer=redis.job_deserializer)
         except Exception:  # a job written by another version: shown by id only
-            out.append(QueuedJob(job_id, "?", {}, None, 0, None, _ts(score / 1000)))
+            out.append(QueuedJob(job_id, "?", {}, None, 0, None, _ts(due_ms(score) / 1000)))
             continue
         out.append(QueuedJob(job_id, job.function, shown_args(job.function, job.args),
                              installation_of(job.function, job.args), job.job_try or 1,
-                             job.enqueue_time, _ts(score / 1000)))
+                             job.enqueue_time, _ts(due_ms(score) / 1000)))
     return out, total
 
 

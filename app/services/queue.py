@@ -13,8 +13,10 @@ still has them when arq runs it again.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
+from datetime import UTC, datetime
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -23,6 +25,30 @@ from redis.asyncio.lock import Lock
 # Scans and reconciliations wait for workers up to a week (arq's default is a day); the
 # nightly scan covers anything older.
 COALESCED_JOB_EXPIRY = 7 * 24 * 3600
+
+
+# Interactive jobs (webhook handling, pull-request checks, command replies) are scored this
+# far in the past: arq runs the lowest score first, so they go ahead of every bulk job
+# already waiting (thousands of filings after a first scan), and stay first-in first-out
+# among themselves. arq's only ordering is the score, so this is its priority lane.
+PRIORITY_LEAD_MS = 20 * 365 * 86400 * 1000
+# Scores below this (2015-01-01) are interactive jobs' (no real time is that early).
+_INTERACTIVE_BELOW_MS = 1_420_070_400_000
+
+
+def interactive_score(now_ms: int) -> int:
+    return now_ms - PRIORITY_LEAD_MS
+
+
+def ahead_of_bulk() -> datetime:
+    """`_defer_until` for an interactive job queued with arq's own enqueue_job (which then
+    needs an explicit `_expires`: it would derive a negative one from this score)."""
+    return datetime.fromtimestamp(interactive_score(int(time.time() * 1000)) / 1000, UTC)
+
+
+def due_ms(score: float) -> float:
+    """When a queued job is due, from its score (undoing the interactive lead)."""
+    return score + PRIORITY_LEAD_MS if score < _INTERACTIVE_BELOW_MS else score
 
 
 def _gen_key(key: str) -> str:
@@ -35,11 +61,12 @@ def _notes_key(key: str) -> str:
 
 async def enqueue_coalesced(redis: ArqRedis, function: str, key: str, *args: Any,
                             note: dict[str, Any] | None = None,
-                            defer_by: float | None = None) -> bool:
+                            defer_by: float | None = None, interactive: bool = False) -> bool:
     """Queue `function(*args)` unless a run for `key` that has not started yet is queued.
 
     `note` is attached to whichever run picks the request up (e.g. which full scan or
-    trigger asked for it). Returns True when a new job was queued.
+    trigger asked for it). An `interactive` job (not deferred) goes ahead of bulk work.
+    Returns True when a new job was queued.
     """
     if note is not None:
         async with redis.pipeline(transaction=False) as pipe:
@@ -47,8 +74,10 @@ async def enqueue_coalesced(redis: ArqRedis, function: str, key: str, *args: Any
             pipe.expire(_notes_key(key), NOTES_TTL)
             await pipe.execute()
     gen = int(await redis.get(_gen_key(key)) or 0)
+    ahead = ahead_of_bulk() if interactive and not defer_by else None
     job = await redis.enqueue_job(function, *args, _job_id=f"{key}@{gen}",
-                                  _defer_by=defer_by, _expires=COALESCED_JOB_EXPIRY)
+                                  _defer_by=None if ahead else defer_by, _defer_until=ahead,
+                                  _expires=COALESCED_JOB_EXPIRY)
     return job is not None
 
 

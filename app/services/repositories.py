@@ -18,7 +18,7 @@ from app.services.withdrawals import REPO_ARCHIVED, REPO_REMOVED, withdraw
 # (what upsert_repository reads, and the version).
 SYNC_CHUNK = 500
 LISTED_FIELDS = ("id", "full_name", "archived", "fork", "visibility", "private",
-                 "default_branch", "pushed_at", "updated_at")
+                 "default_branch", "pushed_at", "updated_at", "created_at")
 
 
 async def sync_repositories(svc: Services, installation_id: int) -> int:

@@ -11,23 +11,27 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import String, cast, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import OrgConfig, PolicyConfig
 from app.db.models import Installation, Repository, Scan, Violation, utcnow
 from app.github.errors import RateLimited
+from app.notify.outbox import record_events
 from app.policies import REGISTRY, Needs, RepoSnapshot, Result
+from app.services import filing
 from app.services.config import CONFIG_PATH, DELETED, config_for, refresh_config
 from app.services.context import Services
 from app.services.dashboard import record_compliance_day
+from app.services.pull_events import recheck_open_pulls
 from app.services.queue import release_many, try_lock_many
-from app.services.reconcile import pending_actions
+from app.services.reconcile import HELD, pending_actions, release_holds
+from app.services.reminders import OVERRIDES_PATH, parse_overrides
 from app.services.repositories import sync_repositories
 from app.services.scan_requests import (
     batch_job_id,
@@ -136,7 +140,8 @@ class BatchOutcome:
 
 
 def _needs(cfg: OrgConfig) -> Needs:
-    needs = Needs()
+    # The repository's own settings file (reminder interval) is read with its policies' files.
+    needs = Needs(files=frozenset({OVERRIDES_PATH}))
     for pc in cfg.policies:
         needs = needs | REGISTRY[pc.type].needs
     return needs
@@ -152,15 +157,20 @@ def _evaluate(cfg: OrgConfig, snapshot: RepoSnapshot) -> dict[str, Result]:
 
 async def _reload_config(svc: Services, installation_id: int, *, only_unknown: bool) -> None:
     """Read the config again (or only when it never was); a config that was deleted ends
-    every open violation of the installation, closing the App's issues with the reason."""
+    every open violation of the installation, closing the App's issues with the reason.
+    A config in force that changed has the open pull requests checked again."""
     async with svc.db() as db, db.begin():
         inst = await db.get(Installation, installation_id)
         if inst is None or not inst.active or (only_unknown and inst.config_status != "unknown"):
             return
-        status = await refresh_config(svc.github.installation(installation_id), inst)
-        org = inst.account_login
+        before = inst.config_sha
+        status = await refresh_config(svc.github.installation(installation_id), inst,
+                                      svc.settings)
+        org, changed = inst.account_login, inst.config_sha != before
     if status == DELETED:
         await withdraw(svc, installation_id, CONFIG_DELETED.format(path=CONFIG_PATH, org=org))
+    if changed:
+        await recheck_open_pulls(svc, installation_id, "config changed")
 
 
 async def _load(svc: Services, installation_id: int, repo_id: int
@@ -196,6 +206,10 @@ async def scan_repository(svc: Services, installation_id: int, repo_id: int) -> 
             await withdraw(svc, installation_id, REPO_ARCHIVED, repo_ids=[repo.id])
         return RepoScanResult("skipped", snapshot.full_name,
                               reason="archived repositories and forks are not scanned")
+    if got.meta.get("empty"):
+        async with svc.db() as db, db.begin():
+            _record_empty(await upsert_repository(db, installation_id, got.meta), utcnow())
+        return RepoScanResult("skipped", snapshot.full_name, reason=EMPTY_REASON)
     results = _evaluate(cfg, snapshot)
     out = RepoScanResult("ok", snapshot.full_name, results=results)
     to_reconcile = await _record(svc, installation_id, got, cfg, results, out)
@@ -331,7 +345,7 @@ async def scan_batch(svc: Services, installation_id: int, scan_id: int,
                 failed[rid] = item.reason
         results: dict[int, dict[str, Result]] = {}
         for rid, item in fetched.items():
-            if item.snapshot.archived or item.snapshot.fork:
+            if item.snapshot.archived or item.snapshot.fork or item.meta.get("empty"):
                 continue
             try:
                 results[rid] = _evaluate(cfg, item.snapshot)
@@ -346,6 +360,7 @@ async def scan_batch(svc: Services, installation_id: int, scan_id: int,
         out.handed_off += len(failed)
     finally:
         await release_many(svc.redis, held, token)
+    await filing.planned(svc, scan_id, to_reconcile)
     for vid in to_reconcile:
         await request_reconcile(svc, installation_id, vid)
     return out
@@ -357,7 +372,7 @@ async def _reconcile_recorded(svc: Services, installation_id: int, cfg: OrgConfi
     async with svc.db() as db:
         behind = [v.id for v in await db.scalars(select(Violation).where(
             Violation.repository_id.in_(list(repo_ids))))
-            if _needs_reconcile(v, by_name.get(v.policy))]
+            if _needs_reconcile(v, by_name.get(v.policy), cfg)]
     for vid in behind:
         await request_reconcile(svc, installation_id, vid)
 
@@ -380,14 +395,19 @@ async def _record_batch(svc: Services, installation_id: int, scan_id: int, cfg: 
         for v in await db.scalars(select(Violation).where(Violation.repository_id.in_(ids))):
             stored[v.repository_id][v.policy] = v
         opened = resolved = 0
+        released: list[int] = []
         for rid, got in fetched.items():
             repo = await upsert_repository(db, installation_id, got.meta, flush=False)
             if rid in results:
                 o, r = _apply(db, installation_id, repo.id, cfg, results[rid], stored[repo.id],
-                              now)
+                              now, repository=repo.full_name)
                 opened, resolved = opened + o, resolved + r
                 repo.last_scanned_at, repo.last_scan_status, repo.last_scan_error = now, "ok", None
                 repo.snapshot_cache = _cache_of(got, needs, repo.snapshot_cache)
+                released += await _seen(db, installation_id, repo, got, cfg,
+                                        stored[repo.id].values())
+            elif got.meta.get("empty"):
+                _record_empty(repo, now)
         for rid, reason in failed.items():
             row = rows.get(rid)
             if row is not None:
@@ -399,7 +419,7 @@ async def _record_batch(svc: Services, installation_id: int, scan_id: int, cfg: 
         out.opened += opened
         out.resolved += resolved
         return [v.id for rid in fetched for v in stored[rid].values()
-                if _needs_reconcile(v, by_name.get(v.policy))]
+                if _needs_reconcile(v, by_name.get(v.policy), cfg)] + released
 
 
 async def hand_off_batch(svc: Services, installation_id: int, scan_id: int,
@@ -419,17 +439,19 @@ async def hand_off_batch(svc: Services, installation_id: int, scan_id: int,
 
 
 # ----------------------------------------------------------------------------- recording
-def _needs_reconcile(v: Violation, pc: PolicyConfig | None) -> bool:
+def _needs_reconcile(v: Violation, pc: PolicyConfig | None, cfg: OrgConfig) -> bool:
     # Actions that parse but are not implemented yet never catch up; they are not pending.
-    return bool(pending_actions(v, pc))
+    return bool(pending_actions(v, pc, cfg))
 
 
 def _apply(db: AsyncSession, installation_id: int, repo_id: int, cfg: OrgConfig,
-           results: dict[str, Result], stored: dict[str, Violation], now: datetime
-           ) -> tuple[int, int]:
+           results: dict[str, Result], stored: dict[str, Violation], now: datetime,
+           *, repository: str) -> tuple[int, int]:
     """Diff results against the repository's stored violations (updated in place, new ones
-    added to `stored`); returns how many were opened and resolved."""
+    added to `stored`); returns how many were opened and resolved. The `notify:` outbox
+    gets the openings and resolutions in the same transaction."""
     by_name = {pc.name: pc for pc in cfg.policies}
+    was_open = {name for name, v in stored.items() if v.state == "open"}
     opened = resolved = 0
     for name, result in results.items():
         v = stored.get(name)
@@ -446,6 +468,7 @@ def _apply(db: AsyncSession, installation_id: int, repo_id: int, cfg: OrgConfig,
             elif v.state != "open":
                 v.state, v.resolved_at, v.first_seen_at = "open", None, now
                 v.closed_reason = None
+                v.archive_due = None  # a new grace period, announced anew
                 opened += 1
             v.message, v.details, v.last_seen_at = result.message, result.details, now
             v.policy_type = pc.type
@@ -460,6 +483,9 @@ def _apply(db: AsyncSession, installation_id: int, repo_id: int, cfg: OrgConfig,
             v.message = v.closed_reason = \
                 f"The policy **{name}** was removed from the organization's config."
             resolved += 1
+    record_events(db, installation_id, cfg, repository, [
+        ("opened" if v.state == "open" else "resolved", name, v.message)
+        for name, v in stored.items() if (name in was_open) != (v.state == "open")])
     return opened, resolved
 
 
@@ -476,9 +502,31 @@ async def _record(svc: Services, installation_id: int, got: Fetched, cfg: OrgCon
         stored = {v.policy: v for v in await db.scalars(
             select(Violation).where(Violation.repository_id == repo.id))}
         out.opened, out.resolved = _apply(db, installation_id, repo.id, cfg, results, stored,
-                                          now)
+                                          now, repository=repo.full_name)
+        released = await _seen(db, installation_id, repo, got, cfg, stored.values())
         await db.flush()
-        return [v.id for v in stored.values() if _needs_reconcile(v, by_name.get(v.policy))]
+        return [v.id for v in stored.values()
+                if _needs_reconcile(v, by_name.get(v.policy), cfg)] + released
+
+
+async def _seen(db: AsyncSession, installation_id: int, repo: Repository, got: Fetched,
+                cfg: OrgConfig, own: Iterable[Violation]) -> list[int]:
+    """What the snapshot says beyond the policies: the repository's own settings file, and
+    whether it has issues enabled, which lifts the holds of actions that found them
+    disabled (its own violations', and, for an issue repository, those of every violation
+    filed there). Returns the other repositories' violations to reconcile."""
+    repo.overrides = parse_overrides(got.snapshot.files.get(OVERRIDES_PATH), cfg)
+    if not got.meta.get("has_issues"):
+        return []
+    release_holds(own, repo.full_name)
+    name = repo.full_name.rsplit("/", 1)[-1].lower()
+    if name not in {r.lower() for r in (cfg.issue_repo, *(p.issue_repo for p in cfg.policies))
+                    if r}:
+        return []
+    held = await db.scalars(select(Violation).where(
+        Violation.installation_id == installation_id, Violation.repository_id != repo.id,
+        cast(Violation.reconciled, String).like(f'%"{HELD}"%')))
+    return release_holds(held, repo.full_name)
 
 
 async def fail_scan(svc: Services, scan_id: int, reason: str) -> None:
@@ -494,6 +542,16 @@ async def fail_scan(svc: Services, scan_id: int, reason: str) -> None:
 def _set_errored(repo: Repository, reason: str, now: datetime) -> None:
     repo.last_scanned_at, repo.last_scan_status = now, "errored"
     repo.last_scan_error = reason[:2000]
+
+
+EMPTY_REASON = "the repository is empty (no commit yet); it is evaluated after its first push"
+
+
+def _record_empty(repo: Repository, now: datetime) -> None:
+    """Scanned, and not evaluated: nothing is filed or archived until the first push."""
+    repo.empty = True
+    repo.last_scanned_at, repo.last_scan_status, repo.last_scan_error = now, "ok", None
+    repo.snapshot_cache = None
 
 
 async def record_repo_error(svc: Services, repo_id: int, reason: str) -> None:

@@ -201,12 +201,15 @@ async def graphql(gh: GitHubAPI, query: str, variables: Mapping[str, Any]) -> di
 
 
 _REPO_FIELDS = ("databaseId nameWithOwner isArchived isFork visibility pushedAt updatedAt "
-                "defaultBranchRef { name }")
+                "createdAt isEmpty hasIssuesEnabled defaultBranchRef { name }")
 
 
-def build_query(repos: Sequence[str], paths: Sequence[str]) -> tuple[str, dict[str, Any]]:
+def build_query(repos: Sequence[str], paths: Sequence[str], ref: str = "HEAD"
+                ) -> tuple[str, dict[str, Any]]:
     """The batch query for `repos` (full names) and its variables. Aliases: rN per
-    repository, fN per path; every value travels as a variable, so nothing needs escaping."""
+    repository, fN per path; every value travels as a variable, so nothing needs escaping.
+    `ref`: where files are read, the default branch (HEAD) or a commit SHA (a pull
+    request's head: GitHub keeps a fork's pull request heads in the base repository)."""
     variables: dict[str, Any] = {}
     owners: dict[str, str] = {}
     lines: list[str] = []
@@ -219,9 +222,13 @@ def build_query(repos: Sequence[str], paths: Sequence[str]) -> tuple[str, dict[s
         lines.append(f"  r{i}: repository(owner: ${owners[owner]}, name: $n{i}) {{ ...repo }}")
     files = []
     for j, path in enumerate(paths):
-        variables[f"p{j}"] = f"HEAD:{path}"
+        variables[f"p{j}"] = f"{ref}:{path}"
         files.append(f"  f{j}: object(expression: $p{j}) {{ ... on Blob "
                      "{ text byteSize isTruncated isBinary } }")
+    if ref != "HEAD":
+        # The commit itself: a missing file and a commit GitHub does not have (yet) differ.
+        variables["at"] = ref
+        files.append("  at: object(expression: $at) { oid }")
     decls = ", ".join(f"${k}: String!" for k in variables)
     query = (f"query Snapshots({decls}) {{\n  rateLimit {{ cost remaining resetAt }}\n"
              + "\n".join(lines) + "\n}\n"
@@ -276,6 +283,11 @@ def _parse_repo(repo_id: int, asked: str, node: Mapping[str, Any],
         "visibility": visibility, "private": visibility != "public",
         "default_branch": branch,
         "pushed_at": node.get("pushedAt"), "updated_at": node.get("updatedAt"),
+        "created_at": node.get("createdAt"),
+        # No commit yet: not evaluated until the first push (REST's size 0 does not say so).
+        "empty": bool(node.get("isEmpty")),
+        # Lifts the hold of an issue action that found issues disabled (reconcile.HELD).
+        "has_issues": bool(node.get("hasIssuesEnabled")),
     }
     snap = RepoSnapshot(id=db_id or repo_id, full_name=full_name, default_branch=branch,
                         archived=meta["archived"], fork=meta["fork"], visibility=visibility,
@@ -297,9 +309,9 @@ def _errors_by_alias(body: Mapping[str, Any]) -> tuple[dict[str, list[dict[str, 
     return per, general
 
 
-async def _graphql_batch(gh: GitHubAPI, repos: Sequence[tuple[int, str]], paths: Sequence[str]
-                         ) -> list[_Partial | SnapshotError]:
-    query, variables = build_query([name for _, name in repos], paths)
+async def _graphql_batch(gh: GitHubAPI, repos: Sequence[tuple[int, str]], paths: Sequence[str],
+                         ref: str = "HEAD") -> list[_Partial | SnapshotError]:
+    query, variables = build_query([name for _, name in repos], paths, ref)
     body = await graphql(gh, query, variables)
     data = body.get("data")
     per, general = _errors_by_alias(body)
@@ -318,25 +330,31 @@ async def _graphql_batch(gh: GitHubAPI, repos: Sequence[tuple[int, str]], paths:
             reason = "; ".join(str(e.get("message")) for e in errors) or "no data"
             out.append(SnapshotError(repo_id, name, reason, not_found=not_found))
             continue
+        if ref != "HEAD" and not node.get("at"):
+            out.append(SnapshotError(repo_id, name, f"{name} has no commit {ref} (yet)"))
+            continue
         out.append(_parse_repo(repo_id, name, node, paths))
     return out
 
 
 # ----------------------------------------------------------------------------- batches
 async def _complete(gh: GitHubAPI, part: _Partial, needs: Needs, fresh: bool,
-                    limit: asyncio.Semaphore, org_restricted: bool) -> SnapshotOrError:
-    """Add what only REST has; archived repositories and forks are not scanned, so they
-    get nothing more. `org_restricted`: the organization's default workflow permissions
-    are "read", which GitHub applies to every repository in it, so none is asked."""
+                    limit: asyncio.Semaphore, org_restricted: bool, ref: str = "HEAD"
+                    ) -> SnapshotOrError:
+    """Add what only REST has; archived repositories, forks and empty repositories are not
+    evaluated, so they get nothing more. `org_restricted`: the organization's default
+    workflow permissions are "read", which GitHub applies to every repository in it, so
+    none is asked."""
     snap = part.snapshot
-    if snap.archived or snap.fork:
+    if snap.archived or snap.fork or part.meta.get("empty"):
         return Fetched(snap, part.meta, fresh)
 
     async def call(fn: Any, *args: Any) -> Any:
         async with limit:
             return await fn(gh, snap.full_name, *args)
 
-    jobs = [call(fetch_file, path, snap.default_branch) for path in part.truncated]
+    at = snap.default_branch if ref == "HEAD" else ref
+    jobs = [call(fetch_file, path, at) for path in part.truncated]
     per_repo = needs.workflow_permissions and not org_restricted
     if per_repo:
         jobs.append(call(fetch_workflow_permissions_probing if part.actions_enabled is False
@@ -370,8 +388,8 @@ async def _complete(gh: GitHubAPI, part: _Partial, needs: Needs, fresh: bool,
 
 
 async def fetch_snapshots(gh: GitHubAPI, repos: Sequence[tuple[int, str]], needs: Needs, *,
-                          reuse: Mapping[int, Fetched] | None = None, org: str | None = None
-                          ) -> dict[int, SnapshotOrError]:
+                          reuse: Mapping[int, Fetched] | None = None, org: str | None = None,
+                          ref: str = "HEAD") -> dict[int, SnapshotOrError]:
     """Snapshots of `repos` ((id, full name) pairs), keyed by the id given.
 
     Metadata and files: one GraphQL query per 100 repositories, except for those in
@@ -393,7 +411,7 @@ async def fetch_snapshots(gh: GitHubAPI, repos: Sequence[tuple[int, str]], needs
             parts.append(_Partial(rid, got.snapshot, got.meta, [], got.actions_enabled))
     todo = [(rid, name) for rid, name in repos if rid not in reuse]
     for start in range(0, len(todo), GRAPHQL_BATCH):
-        parts.extend(await _graphql_batch(gh, todo[start:start + GRAPHQL_BATCH], paths))
+        parts.extend(await _graphql_batch(gh, todo[start:start + GRAPHQL_BATCH], paths, ref))
     limit = asyncio.Semaphore(REST_CONCURRENCY)
     restricted = False
     if org and needs.workflow_permissions and any(
@@ -404,16 +422,19 @@ async def fetch_snapshots(gh: GitHubAPI, repos: Sequence[tuple[int, str]], needs
     async def finish(part: _Partial | SnapshotError) -> SnapshotOrError:
         if isinstance(part, SnapshotError):
             return part
-        return await _complete(gh, part, needs, part.repo_id not in reuse, limit, restricted)
+        return await _complete(gh, part, needs, part.repo_id not in reuse, limit, restricted,
+                               ref)
 
     done = await asyncio.gather(*(finish(p) for p in parts))
     return {(p.repo_id): d for p, d in zip(parts, done, strict=True)}
 
 
 async def fetch_one(gh: GitHubAPI, repo_id: int, full_name: str, needs: Needs, *,
-                    org: str | None = None) -> Fetched:
-    """One repository through the batch path; raises `SnapshotFailed` or `RateLimited`."""
-    (got,) = (await fetch_snapshots(gh, [(repo_id, full_name)], needs, org=org)).values()
+                    org: str | None = None, ref: str = "HEAD") -> Fetched:
+    """One repository through the batch path; raises `SnapshotFailed` or `RateLimited`.
+    `ref`: HEAD (the default branch) or a commit SHA to read the files at."""
+    (got,) = (await fetch_snapshots(gh, [(repo_id, full_name)], needs, org=org,
+                                    ref=ref)).values()
     if isinstance(got, SnapshotError):
         if got.retry_at is not None:
             raise RateLimited(got.retry_at, got.reason)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -70,6 +71,24 @@ def update_repository(repo: Repository, installation_id: int, data: Mapping[str,
         repo.visibility = _visibility(data)
     if data.get("default_branch"):
         repo.default_branch = str(data["default_branch"])
+    created = github_time(data.get("created_at"))
+    if created is not None:
+        repo.created_on_github = created
+    if "empty" in data:  # only the snapshot knows (GraphQL's isEmpty)
+        repo.empty = bool(data["empty"])
+
+
+def github_time(value: Any) -> datetime | None:
+    """A time as GitHub writes it: ISO 8601, or epoch seconds (push payloads)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC)
+    if isinstance(value, str) and value:
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
 
 
 async def mark_removed(db: AsyncSession, repo_ids: Iterable[int]) -> None:

@@ -10,13 +10,21 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from app.actions.base import policy_of_marker
+from app.actions.base import parse_marker
 from app.db.models import Installation, Repository, Violation, WebhookDelivery
+from app.services import fixes
 from app.services.commands import parse_commands
 from app.services.config import CONFIG_REPO, config_for
 from app.services.context import Services
 from app.services.deliveries import FAILED
 from app.services.installations import rename_account
+from app.services.pull_events import (
+    on_check_run,
+    on_check_suite,
+    on_merge_group,
+    on_pull_request,
+)
+from app.services.queue import ahead_of_bulk
 from app.services.scan_requests import request_full_scan, request_repo_scan
 from app.services.store import ensure_installation, mark_removed, upsert_repository
 from app.services.withdrawals import (
@@ -26,6 +34,10 @@ from app.services.withdrawals import (
     REPO_TRANSFERRED,
     withdraw,
 )
+
+# A command waits for a worker this long (arq derives no sane expiry from a score that
+# `ahead_of_bulk` puts in the past, so it is always given).
+COMMAND_JOB_EXPIRY = 24 * 3600
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +110,11 @@ async def _installation(svc: Services, p: Payload) -> str:
     if active and action in ("created", "unsuspend"):
         await enqueue_full_scan(svc, inst_id, f"webhook:installation.{action}")
         return "full scan queued"
+    if active and action == "new_permissions_accepted":
+        # Fixes GitHub refused for want of a permission may work now (with a new token).
+        await svc.github.forget_token(inst_id)
+        released = await fixes.release_refused(svc, inst_id)
+        return f"recorded; {released} refused fixes queued again"
     return "installation inactive" if not active else "recorded"
 
 
@@ -210,7 +227,8 @@ async def _issue_comment(svc: Services, p: Payload) -> str:
         await svc.redis.enqueue_job(
             "run_command", inst_id, int(repo["id"]), repo["full_name"],
             int(p["issue"]["number"]), int(comment["id"]), str(user.get("login")), name, args,
-            _job_id=f"command:{comment['id']}:{name}")
+            _job_id=f"command:{comment['id']}:{name}", _defer_until=ahead_of_bulk(),
+            _expires=COMMAND_JOB_EXPIRY)
     return f"{len(commands[:5])} command(s) queued"
 
 
@@ -220,20 +238,25 @@ async def _issues(svc: Services, p: Payload) -> str:
     if action not in ("closed", "deleted", "transferred"):
         return "ignored"
     issue = p["issue"]
-    policy = policy_of_marker(issue.get("body") or "")
-    if policy is None:
+    parsed = parse_marker(issue.get("body") or "")
+    if parsed is None:
         return "ignored: not an issue of this App"
+    # An issue in a central issue repository names the repository it is about.
+    policy, about = parsed
     sender = p.get("sender") or {}
     login = str(sender.get("login") or "")
     if sender.get("type") == "Bot" and login == await svc.github.bot_login():
         return "ignored: closed by this App"
-    inst_id, repo_id, number = int(p["installation"]["id"]), int(p["repository"]["id"]), \
-        int(issue["number"])
+    inst_id, number = int(p["installation"]["id"]), int(issue["number"])
+    repo_id = about if about is not None else int(p["repository"]["id"])
     async with svc.db() as db, db.begin():
         inst = await db.get(Installation, inst_id)
         v = await db.scalar(select(Violation).where(Violation.repository_id == repo_id,
                                                     Violation.policy == policy))
-        if inst is None or v is None or v.issue_number not in (None, number):
+        if inst is None or v is None or v.installation_id != inst_id \
+                or v.issue_number not in (None, number) or (
+                about is not None and v.issue_repository is not None
+                and v.issue_repository.lower() != str(p["repository"]["full_name"]).lower()):
             return "ignored: no violation tracks this issue"
         if action != "closed":
             # Gone from the repository: a new issue is filed if the violation is open.
@@ -264,6 +287,10 @@ HANDLERS: dict[str, Handler] = {
     "push": _push,
     "issue_comment": _issue_comment,
     "issues": _issues,
+    "pull_request": on_pull_request,
+    "check_run": on_check_run,
+    "check_suite": on_check_suite,
+    "merge_group": on_merge_group,
 }
 
 

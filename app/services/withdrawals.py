@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from app.db.models import Violation, utcnow
 from app.services.context import Services
+from app.services.notifications import record_withdrawn
 from app.services.scan_requests import request_reconcile
 
 CONFIG_DELETED = ("{path} was deleted from {org}/.github, so policy-enforcer no longer "
@@ -41,6 +42,7 @@ async def withdraw(svc: Services, installation_id: int, reason: str, *,
         for v in rows:
             v.state, v.resolved_at = "resolved", now
             v.message = v.closed_reason = reason
+        await record_withdrawn(db, installation_id, rows)  # `notify:` channels hear of it
         touched = [v.id for v in rows if v.issue_number is not None or v.reconciled]
     for vid in touched:
         await request_reconcile(svc, installation_id, vid)

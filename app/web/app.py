@@ -20,7 +20,16 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.settings import Settings, SettingsError
-from app.web import badge, health, job_pages, org_pages, registration, scan_pages, signin
+from app.web import (
+    badge,
+    fix_pages,
+    health,
+    job_pages,
+    org_pages,
+    registration,
+    scan_pages,
+    signin,
+)
 from app.web.access import Access, Handler, Routes, access_middleware, session_middleware
 from app.web.render import render_html
 from app.web.state import STATE, WebState
@@ -83,6 +92,7 @@ def add_routes(r: Routes) -> None:
     r.get("/orgs/{org}/repos", org_pages.repositories, org)
     r.get("/orgs/{org}/repos/{name}", org_pages.repository, org)
     r.post("/orgs/{org}/repos/{name}/scans", org_pages.rescan_repository, org)
+    r.post("/orgs/{org}/repos/{name}/fix", fix_pages.fix_now, org)
     r.get("/orgs/{org}/scans", scan_pages.scans, org)
     r.post("/orgs/{org}/scans", scan_pages.scan_now, org)
     r.get("/orgs/{org}/scans/{scan_id}", scan_pages.scan_detail, org)

@@ -8,7 +8,8 @@ does the same work atomically:
 1. the delivery marker ``pe:delivery:{id}`` exists -> 0 (duplicate), nothing written;
 2. arq holds a job or a result under the job id -> the marker is set, 2 (duplicate);
 3. otherwise the job is written exactly as ``enqueue_job`` writes it (``ZADD`` to the
-   queue, scored with the enqueue time, and ``SET arq:job:{id}``) and the marker is set
+   queue, scored ahead of bulk work (``app.services.queue.interactive_score``), and
+   ``SET arq:job:{id}``) and the marker is set
    with its TTL -> 1 (queued). Unlike arq's default, the job key has no expiry: a delivery
    waits for a worker however long none runs (arq deletes the key when the job is done).
 
@@ -37,6 +38,8 @@ from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 from redis.exceptions import NoScriptError
+
+from app.services.queue import interactive_score
 
 QUEUED: Final = 1
 DUPLICATE: Final = 0
@@ -108,7 +111,7 @@ class DeliveryQueue:
                             serializer=redis.job_serializer)
         call_args = (4, marker_key, job_key_prefix + job_id, result_key_prefix + job_id,
                      redis.default_queue_name, marker_ttl_seconds, job,
-                     self.expires_ms, enqueue_time_ms, job_id)
+                     self.expires_ms, interactive_score(enqueue_time_ms), job_id)
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending.append((call_args, future))
         if len(self._senders) < MAX_IN_FLIGHT:

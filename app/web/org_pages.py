@@ -14,7 +14,7 @@ from aiohttp import web
 from app.config import parse_config
 from app.config.loader import ConfigError
 from app.cron import parse_schedule
-from app.services import activity, dashboard
+from app.services import activity, dashboard, fixes, notifications
 from app.services.access import authorized_team
 from app.services.config import CONFIG_PATH, CONFIG_REPO, config_for
 from app.services.scan_requests import request_repo_scan, request_user_scan
@@ -120,7 +120,8 @@ async def repository(request: web.Request) -> web.StreamResponse:
         }, headers={"Cache-Control": "no-store"})
     return await page(request, "repo.html", inst=inst, detail=detail,
                       github_url=state.settings.GITHUB_URL,
-                      rescan=request.query.get("rescan") == "queued")
+                      rescan=request.query.get("rescan") == "queued",
+                      fixable=fixes.fixable, fix_queued=request.query.get("fix") == "queued")
 
 
 async def rescan_repository(request: web.Request) -> web.StreamResponse:
@@ -177,6 +178,10 @@ async def config(request: web.Request) -> web.StreamResponse:
         async with state.db()() as db:
             scan = await dashboard.latest_full_scan(db, inst.id, ("queued", "running"))
             checking = scan.id if scan is not None else None
+    channels: list[notifications.ChannelStatus] = []
+    if cfg is not None and cfg.notify:
+        async with state.db()() as db:
+            channels = await notifications.channel_statuses(db, inst.id, cfg)
     team_note = None
     if cfg is not None and cfg.access_control is not None and authorized_team(inst, cfg) is None:
         team_note = (f"access_control.authorized_team names a team of another organization "
@@ -184,7 +189,7 @@ async def config(request: web.Request) -> web.StreamResponse:
                      f"{inst.account_login} may use this dashboard.")
     return await page(
         request, "config.html", inst=inst, cfg=cfg, errors=errors, team_note=team_note,
-        config_repo=CONFIG_REPO, config_path=CONFIG_PATH, checking=checking,
+        config_repo=CONFIG_REPO, config_path=CONFIG_PATH, checking=checking, channels=channels,
         starter=STARTER_CONFIG.format(org=inst.account_login),
         github_url=state.settings.GITHUB_URL, starter_valid=_valid(STARTER_CONFIG))
 

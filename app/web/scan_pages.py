@@ -27,7 +27,17 @@ def progress(scan: Scan) -> dict[str, Any]:
     return {"id": scan.id, "status": scan.status, "total": scan.total, "done": scan.done,
             "errored": scan.errored, "waiting": scan.waiting, "detail": scan.detail,
             "opened": scan.violations_opened, "resolved": scan.violations_resolved,
-            "live": scan.status in LIVE}
+            "filing": filing_text(scan), "live": scan.status in LIVE}
+
+
+def filing_text(scan: Scan) -> str:
+    """"filed 640 of 2,000; next batch at 14:05 UTC", or "" when the scan filed nothing."""
+    if not scan.filing_total:
+        return ""
+    text = f"filed {scan.filing_done:,} of {scan.filing_total:,}"
+    if scan.filing_done < scan.filing_total and scan.filing_next_at is not None:
+        text += f"; next batch at {scan.filing_next_at:%H:%M} UTC"
+    return text
 
 
 async def scans(request: web.Request) -> web.StreamResponse:
@@ -56,7 +66,8 @@ async def scan_detail(request: web.Request) -> web.StreamResponse:
             repo = await db.get(Repository, scan.repository_id)
             repository = repo.full_name if repo is not None else None
     return await page(request, "scan.html", inst=inst, scan=scan, repository=repository,
-                      live=scan.status in LIVE, progress_json=json.dumps(progress(scan)))
+                      live=scan.status in LIVE, filing=filing_text(scan),
+                      progress_json=json.dumps(progress(scan)))
 
 
 async def _scan(request: web.Request, installation_id: int) -> Scan | None:

@@ -59,7 +59,8 @@ class WebState:
         if self._github is None or self._github.redis is not self.arq():
             s = self.settings
             self._github = GitHub(api_url=s.GITHUB_API_URL, redis=self.arq(), app_id=s.APP_ID,
-                                  private_key=s.private_key_pem() if s.PRIVATE_KEY else None)
+                                  private_key=s.private_key_pem() if s.PRIVATE_KEY else None,
+                                  limits=s.rate_limits())
         return self._github
 
     def services(self) -> Services:

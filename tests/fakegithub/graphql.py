@@ -384,9 +384,13 @@ def _resolve_expression(st: FakeState, repo: Repo, expression: str) -> GitObject
         branch = next((b for b, sha in repo.heads.items() if len(ref) >= 7
                        and sha.startswith(ref)), "")
     files = repo.branches.get(branch)
-    if files is None:
-        return None
     head = repo.heads.get(branch, "0" * 40)
+    if files is None:
+        # Any other commit the repository has (an older head, a fork's pull request head).
+        found = repo.commit(ref)
+        if found is None:
+            return None
+        head, files = found
     if not sep:
         return GitObject("Commit", repo, head)
     path = path.strip("/")
@@ -422,7 +426,8 @@ def _blob_text(o: GitObject, st: FakeState) -> tuple[str | None, bool]:
 
 
 def _empty(r: Repo) -> bool:
-    return not any(r.branches.values())
+    # GitHub's isEmpty: no commit at all (a commit of an empty tree is not empty).
+    return not r.heads
 
 
 SCHEMA["Query"] = {
@@ -450,7 +455,8 @@ SCHEMA["Repository"] = {
     "createdAt": (None, lambda r, a, c: iso(r.created_at)),
     "updatedAt": (None, lambda r, a, c: iso(r.updated_at)),
     "pushedAt": (None, lambda r, a, c: iso(r.pushed_at)),
-    # add_repo makes a first commit, so the default branch exists even without files.
+    # add_repo makes a first commit (unless empty=True), so the default branch exists even
+    # without files; an empty repository has no branch, and GitHub answers null.
     "defaultBranchRef": ("Ref", lambda r, a, c: RefValue(r, r.default_branch)
                          if r.default_branch in r.heads else None),
     "object": ("GitObject", lambda r, a, c: _resolve_expression(

@@ -312,6 +312,12 @@ def issue(st: FakeState, i: Issue) -> dict[str, Any]:
         timeline_url=f"{base}/timeline",
         reactions=reactions_summary(f"{base}/reactions", []),
     )
+    if i.pull_request:  # GitHub's issue view of a pull request
+        html = f"{st.web_url}/{r.full_name}/pull/{i.number}"
+        d["pull_request"] = {"url": f"{st.api_url}/repos/{r.full_name}/pulls/{i.number}",
+                             "html_url": html, "diff_url": f"{html}.diff",
+                             "patch_url": f"{html}.patch", "merged_at": None}
+        d["html_url"] = html
     return d
 
 

@@ -385,12 +385,21 @@ def writable(repo: Repo) -> Repo:
     return repo
 
 
+def issues_enabled(repo: Repo) -> Repo:
+    """GitHub answers 410 for the issues of a repository that has them disabled."""
+    if not repo.has_issues:
+        raise GitHubError(410, "Issues are disabled for this repo")
+    return repo
+
+
 def get_issue(request: web.Request, repo: Repo) -> Issue:
     try:
         number = int(request.match_info["number"])
     except ValueError:
         raise not_found() from None
     issue = repo.issues.get(number)
+    if issue is None or not issue.pull_request:
+        issues_enabled(repo)  # a pull request's issue side stays reachable
     if issue is None:
         raise not_found()
     return issue
@@ -932,7 +941,8 @@ def _resolve_ref(repo: Repo, ref: str) -> dict[str, str] | None:
     for branch, sha in repo.heads.items():
         if len(ref) >= 7 and sha.startswith(ref):
             return repo.branches.get(branch, {})
-    return None
+    found = repo.commit(ref)  # an older commit, or a fork's pull request head
+    return found[1] if found is not None else None
 
 
 @route(
@@ -945,7 +955,9 @@ async def get_contents(request: web.Request) -> web.Response:
     st = state_of(request)
     repo = get_repo(request)
     ref = request.query.get("ref") or repo.default_branch
-    if not any(repo.branches.values()):
+    if not repo.heads:
+        # No commit yet. (GitHub's git database and commit list APIs answer 409 "Git
+        # Repository is empty."; the contents API answers 404 with this message.)
         raise GitHubError(404, "This repository is empty.")
     files = _resolve_ref(repo, ref)
     if files is None:
@@ -1043,6 +1055,9 @@ async def get_org_workflow_permissions(request: web.Request) -> web.Response:
 )
 async def set_workflow_permissions(request: web.Request) -> web.Response:
     repo = writable(get_repo(request))
+    token = caller_of(request).token
+    if token is None or token.permissions.get("administration") != "write":
+        raise GitHubError(403, "Resource not accessible by integration")
     if repo.workflow_permissions is None:
         raise not_found()
     body = await body_json(request)
@@ -1110,6 +1125,8 @@ async def list_issues(request: web.Request) -> web.Response:
     q = request.query
     state = q.get("state", "open")
     issues: Iterable[Issue] = repo.issues.values()
+    if not repo.has_issues:  # GitHub then lists only the pull requests
+        issues = [i for i in issues if i.pull_request]
     if state in ("open", "closed"):
         issues = [i for i in issues if i.state == state]
     if creator := q.get("creator"):
@@ -1136,9 +1153,7 @@ async def list_issues(request: web.Request) -> web.Response:
        doc="https://docs.github.com/rest/issues/issues#create-an-issue", creates_content=True)
 async def create_issue(request: web.Request) -> web.Response:
     st = state_of(request)
-    repo = writable(get_repo(request))
-    if not repo.has_issues:
-        raise GitHubError(410, "Issues are disabled for this repo")
+    repo = issues_enabled(writable(get_repo(request)))
     body = await body_json(request)
     if "title" not in body or body["title"] is None:
         raise not_supplied("title")
@@ -2038,6 +2053,10 @@ async def graphql(request: web.Request) -> web.Response:
 
 # ----------------------------------------------------------------------------- server
 def create_app(state: FakeState) -> web.Application:
+    # Pull request and check run endpoints, and the git/contents writes, live in modules of
+    # their own (they import this one); importing them registers them.
+    from tests.fakegithub import checks, git  # noqa: F401
+
     app = web.Application(middlewares=[github_middleware])
     app[STATE] = state
     for r in ROUTES:

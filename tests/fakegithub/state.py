@@ -216,6 +216,8 @@ class Issue:
     closed_by: User | None = None
     locked: bool = False
     via_app: bool = False
+    # A pull request (they share the issues' numbers; tests/fakegithub/pulls.py has the rest).
+    pull_request: bool = False
 
 
 @dataclass(eq=False)
@@ -239,6 +241,9 @@ class Repo:
     branches: dict[str, dict[str, str]] = field(default_factory=dict)
     # branch -> head commit sha; changes whenever a file on that branch changes.
     heads: dict[str, str] = field(default_factory=dict)
+    # commit sha -> the files at that commit (every head there ever was, and pull request
+    # heads from forks, which GitHub keeps in the base repository as refs/pull/N/head).
+    commits: dict[str, dict[str, str]] = field(default_factory=dict)
     # "read" / "write"; None means GitHub Actions is disabled for the repository.
     workflow_permissions: str | None = "read"
     can_approve_pull_request_reviews: bool = False
@@ -263,6 +268,16 @@ class Repo:
 
     def open_issues_count(self) -> int:
         return sum(1 for i in self.issues.values() if i.state == "open")
+
+    def commit(self, ref: str) -> tuple[str, dict[str, str]] | None:
+        """(sha, files) of the commit `ref` names: a full sha, or a prefix of 7 or more."""
+        if ref in self.commits:
+            return ref, self.commits[ref]
+        if len(ref) >= 7:
+            for sha, files in self.commits.items():
+                if sha.startswith(ref):
+                    return sha, files
+        return None
 
 
 @dataclass(eq=False)
@@ -812,8 +827,11 @@ class FakeState:
         updated_at: float | None = None,
         installed: bool = True,
         owner_type: str = "Organization",
+        empty: bool = False,
     ) -> Repo:
-        """Create a repository; it joins its owner's installation unless installed=False."""
+        """Create a repository; it joins its owner's installation unless installed=False.
+        `empty`: no commit at all (as created without a README): no branch exists until the
+        first push (set_file)."""
         login = owner.account.login if isinstance(owner, Installation) else owner
         if self.find_repo(f"{login}/{name}") is not None:
             raise ValueError(f"repository {login}/{name} already exists")
@@ -835,8 +853,13 @@ class FakeState:
             pushed_at=pushed_at if pushed_at is not None else now - 60,
             workflow_permissions=workflow_permissions,
         )
-        repo.branches[default_branch] = dict(files or {})
-        repo.heads[default_branch] = self._commit_sha(repo, default_branch)
+        if empty:
+            if files:
+                raise ValueError("an empty repository has no files")
+        else:
+            repo.branches[default_branch] = dict(files or {})
+            repo.heads[default_branch] = self._commit_sha(repo, default_branch)
+            repo.commits[repo.heads[default_branch]] = dict(repo.branches[default_branch])
         self.repos[repo.id] = repo
         if installed:
             inst = (
@@ -942,6 +965,7 @@ class FakeState:
 
     def _touch(self, repo: Repo, branch: str) -> str:
         repo.heads[branch] = self._commit_sha(repo, branch)
+        repo.commits[repo.heads[branch]] = dict(repo.branches.get(branch, {}))
         repo.pushed_at = repo.updated_at = time.time()
         return repo.heads[branch]
 

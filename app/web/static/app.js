@@ -59,6 +59,10 @@ const follow = (element, onDone) => {
     set("waiting", p.waiting);
     set("opened", p.opened);
     set("resolved", p.resolved);
+    set("filing", p.filing);
+    element.querySelectorAll("[data-filing]").forEach((node) => {
+      node.parentElement.hidden = !p.filing;
+    });
     const bar = element.querySelector("progress[data-progress]");
     if (bar) {
       bar.max = Math.max(1, p.total);
