@@ -106,7 +106,7 @@ class Settings(BaseSettings):
     # whose addresses are public: an org's config cannot make the worker call localhost,
     # private ranges or cloud metadata. 1 allows those, and http (a private deployment).
     NOTIFY_ALLOW_PRIVATE_NETWORKS: bool = False
-    # 1: a config may only name variables NOTIFY_<ORG>_… (its own org's login, upper-case,
+    # 1: a config may only name variables NOTIFY_<ORG>__… (its own org's login, upper-case,
     # other characters as _), so orgs sharing a deployment cannot use each other's secrets.
     NOTIFY_ENV_PER_ORG: bool = False
     # A failed message is retried after this long, doubling up to an hour; a batch still

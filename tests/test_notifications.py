@@ -432,9 +432,12 @@ async def test_missing_variables_are_reported_by_name_and_secrets_redacted(
 async def test_private_addresses_and_http_are_refused_unless_allowed(
         stack: Stack, fake_github: FakeGitHub, receiver: Receiver,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    for address in ("127.0.0.1", "10.1.2.3", "192.168.0.1", "172.16.0.1", "169.254.169.254",
-                    "100.64.0.1", "0.0.0.0", "::1",  # noqa: S104 - refused, not bound "fe80::1", "fd00::1", "::ffff:10.0.0.1",
-                    "224.0.0.1"):
+    refused = ["127.0.0.1", "10.1.2.3", "192.168.0.1", "172.16.0.1", "169.254.169.254",
+               "100.64.0.1", "::1", "fe80::1", "fd00::1", "::ffff:10.0.0.1", "224.0.0.1",
+               # IPv4 inside IPv6: NAT64 and 6to4 reach the metadata address too.
+               "64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::1"]
+    refused.append("0.0.0.0")  # noqa: S104 - refused, not bound
+    for address in refused:
         assert transport.address_refusal(address) is not None, address
     assert transport.address_refusal("8.8.8.8") is None
     assert transport.address_refusal("2606:4700:4700::1111") is None
@@ -570,18 +573,25 @@ def test_variables_the_config_may_not_use() -> None:
                               "secret_env: NOTIFY_OTHER_KEY}\n")
     (channel,) = cfg.notify
     env = {"NOTIFY_RETRY_SECONDS": "5", "NOTIFY_OTHER_KEY": "k" * 20,
-           "NOTIFY_ACME_URL": "https://x.example/h", "NOTIFY_ACME_KEY": "k" * 20}
+           "NOTIFY_ACME__URL": "https://x.example/h", "NOTIFY_ACME__KEY": "k" * 20,
+           "NOTIFY_ACME_CORP__URL": "https://corp.example/h"}
     settings = Settings(_env_file=None)
     assert channel_problems(channel, "acme", settings, env) == [
         "NOTIFY_RETRY_SECONDS is a setting of the App, not a channel's secret"]
     # One org per set of variables when the deployment asks for it.
     scoped = Settings(_env_file=None, NOTIFY_ENV_PER_ORG=True)
-    cfg = parse_config(BASE + "  - {name: s, type: webhook, url_env: NOTIFY_ACME_URL, "
+    cfg = parse_config(BASE + "  - {name: s, type: webhook, url_env: NOTIFY_ACME__URL, "
                               "secret_env: NOTIFY_OTHER_KEY}\n")
     (channel,) = cfg.notify
     assert channel_problems(channel, "acme", scoped, env) == [
         "NOTIFY_OTHER_KEY is not allowed: this deployment lets acme use only variables named "
-        "NOTIFY_ACME_…"]
+        "NOTIFY_ACME__…"]
+    # acme may not reach acme-corp's variables through the shared start of their names.
+    corp = parse_config(BASE + "  - {name: s, type: slack, url_env: NOTIFY_ACME_CORP__URL}\n")
+    assert channel_problems(corp.notify[0], "acme", scoped, env) == [
+        "NOTIFY_ACME_CORP__URL is not allowed: this deployment lets acme use only variables "
+        "named NOTIFY_ACME__…"]
+    assert channel_problems(corp.notify[0], "acme-corp", scoped, env) == []
     assert channel_problems(channel, "acme", settings, env) == []
     target = resolve_target(channel, "acme", settings, env)
     assert target.url == "https://x.example/h" and target.secret == b"k" * 20

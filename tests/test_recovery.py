@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy import text as sql
 
+from app.actions.base import marker
 from app.db.models import ActionLog, FailedJob, Installation, Scan, WebhookDelivery, utcnow
 from app.services import deliveries
 from app.services.deliveries import delivery_marker_key
@@ -374,6 +375,19 @@ async def test_an_issue_a_person_closes_is_reopened_unless_respected(
         assert issue.state == "closed"
         assert (await outcomes(stack))[st.hook.log()[-1].guid].endswith(
             "stays closed (respect_manual_close)")
+        # A later config change (an archive date to announce in the issue) does not
+        # reopen it, nor file another.
+        changed = config.replace("    type: has_agents_md\n    action: create-issue\n",
+                                 "    type: has_agents_md\n    action: [create-issue, "
+                                 "archive-repo]\n    archive_after_days: 30\n")
+        assert changed != config
+        await fake_github.send_event("push", hooks.commit_and_push(
+            st, "acme/.github", {"config.yaml": changed}))
+        await stack.drain()
+        assert issue.state == "closed"
+        assert [i.number for i in st.issues("acme/api")
+                if marker("Require AGENTS.md") in (i.body or "")] == [issue.number]
+        config = changed
     else:
         assert issue.state == "open"
         assert "@dana closed this issue" in (st.comments("acme/api", issue.number)[-1].body
@@ -386,6 +400,33 @@ async def test_an_issue_a_person_closes_is_reopened_unless_respected(
     assert issue.state == "closed"
     closes = [d for d in st.hook.log() if d.event == "issues"]
     assert len(closes) == 1  # the fake sends no issues events by itself
+
+
+async def test_a_marker_in_someone_elses_issue_changes_nothing(
+        stack: Stack, fake_github: FakeGitHub) -> None:
+    """Anyone can paste the App's hidden marker into an issue of their own: closing that
+    issue must not attach it to a violation (which the App would then rewrite or close)."""
+    st = fake_github.state
+    await installed(stack, fake_github)
+    ours = open_issues(st, "acme/api")["Require AGENTS.md"]
+    forged = st.add_issue("acme/web", "Unrelated", user_login="mallory",
+                          body=f"hi\n{marker('Require AGENTS.md')}")
+    also = st.add_issue("acme/api", "Also unrelated", user_login="mallory",
+                        body=f"hi\n{marker('Require AGENTS.md', st.repo('acme/api').id)}")
+    before = {(v.repository_id, v.policy): (v.issue_number, v.issue_repository)
+              for v in await stack.violations()}
+    for issue, repo in ((forged, "acme/web"), (also, "acme/api")):
+        st.close_issue(repo, issue.number, by="mallory")
+        await fake_github.send_event("issues", hooks.issues(st, issue, "closed"))
+    await stack.drain()
+
+    outcome = await outcomes(stack)
+    assert all(outcome[d.guid] == "ignored: not an issue of this App"
+               for d in st.hook.log() if d.event == "issues")
+    assert {(v.repository_id, v.policy): (v.issue_number, v.issue_repository)
+            for v in await stack.violations()} == before
+    assert ours.state == "open" and forged.state == "closed" and also.state == "closed"
+    assert (forged.body or "").startswith("hi") and (also.body or "").startswith("hi")
 
 
 # ----------------------------------------------------------------------------- schedule

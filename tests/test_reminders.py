@@ -150,6 +150,23 @@ async def test_no_reminder_on_a_quiet_day(stack: Stack, fake_github: FakeGitHub)
     assert len(reminders(issue)) == 1
 
 
+async def test_no_reminder_in_dry_run(stack: Stack, fake_github: FakeGitHub) -> None:
+    """A policy switched to dry-run (to trial a change) posts no reminder on its issues."""
+    st = fake_github.state
+    await installed(stack, st, config(days=3))
+    push = hooks.commit_and_push(st, "acme/.github", {
+        "config.yaml": "enforcement: dry-run\n" + config(days=3)})
+    await stack.deliver("push", push)
+    await stack.drain()
+    issue = await age(stack, st, "acme/api", days=10)
+    writes = sum(1 for r in st.log if r.method != "GET" and r.path != "/graphql"
+                 and "/access_tokens" not in r.path)
+    await run_cron(stack)
+    assert reminders(issue) == []
+    assert sum(1 for r in st.log if r.method != "GET" and r.path != "/graphql"
+               and "/access_tokens" not in r.path) == writes
+
+
 async def test_the_repository_file_lengthens_but_never_shortens_or_disables(
         stack: Stack, fake_github: FakeGitHub) -> None:
     st = fake_github.state

@@ -3,7 +3,7 @@
 The config lives in the org's `.github` repository, which may be public, so it names
 environment variables instead of holding secrets. Only variables named NOTIFY_… are read
 (the config model checks the form; the App's own NOTIFY_ settings are not readable
-either), and with NOTIFY_ENV_PER_ORG only NOTIFY_<ORG>_… of the config's own org.
+either), and with NOTIFY_ENV_PER_ORG only NOTIFY_<ORG>__… of the config's own org.
 Messages about a missing variable name it, never show a value.
 """
 
@@ -30,7 +30,7 @@ class ChannelUnavailable(Exception):
 
 
 @dataclass(frozen=True)
-class Target:
+class ChannelTarget:
     """Where and how a channel's messages go. `url` and `secret` are secrets: never log them."""
 
     name: str
@@ -56,8 +56,10 @@ class Target:
 
 
 def org_prefix(org: str) -> str:
-    """NOTIFY_<ORG>_: the variables an org may name when NOTIFY_ENV_PER_ORG is on."""
-    return "NOTIFY_" + re.sub(r"[^A-Z0-9]", "_", org.upper()) + "_"
+    """NOTIFY_<ORG>__: the variables an org may name when NOTIFY_ENV_PER_ORG is on. Two
+    underscores end the login (which holds no `_` nor `--`), so no org's prefix is the
+    start of another's: `acme` may not name `acme-corp`'s NOTIFY_ACME_CORP__… ."""
+    return "NOTIFY_" + re.sub(r"[^A-Z0-9]", "_", org.upper()) + "__"
 
 
 def variable_problem(variable: str, org: str, settings: Settings,
@@ -81,7 +83,7 @@ def channel_problems(channel: NotifyChannel, org: str, settings: Settings,
 
 
 def resolve_target(channel: NotifyChannel, org: str, settings: Settings,
-                   environ: Mapping[str, str] | None = None) -> Target:
+                   environ: Mapping[str, str] | None = None) -> ChannelTarget:
     """The channel's URL and key, or ChannelUnavailable naming what is missing."""
     env = os.environ if environ is None else environ
     problems = channel_problems(channel, org, settings, env)
@@ -89,7 +91,7 @@ def resolve_target(channel: NotifyChannel, org: str, settings: Settings,
         raise ChannelUnavailable("; ".join(problems))
     url = env[channel.url_env].strip() if channel.url_env else (channel.url or "")
     secret = env[channel.secret_env].encode() if channel.secret_env else None
-    return Target(name=channel.name, type=channel.type, url=url,
+    return ChannelTarget(name=channel.name, type=channel.type, url=url,
                   url_is_secret=channel.url_env is not None, secret=secret)
 
 

@@ -100,7 +100,7 @@ async def mark_sent(db: AsyncSession, ids: Sequence[int]) -> None:
                      .values(sent_at=utcnow(), last_error=None))
 
 
-async def mark_failed(db: AsyncSession, ids: Sequence[int], error: str) -> None:
+async def mark_send_failed(db: AsyncSession, ids: Sequence[int], error: str) -> None:
     await db.execute(update(Notification).where(Notification.id.in_(list(ids)))
                      .values(last_error=error[:2000]))
 

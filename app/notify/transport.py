@@ -44,11 +44,22 @@ class _Blocked(OSError):
     """Raised inside aiohttp's connector by the resolver; unwrapped into DestinationRefused."""
 
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
 def address_refusal(host: str) -> str | None:
     """Why connecting to this IP address is refused (None: it is a public address)."""
     addr = ipaddress.ip_address(host.split("%", 1)[0])  # drop an IPv6 zone index
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
+    if isinstance(addr, ipaddress.IPv6Address):
+        # IPv4 carried inside IPv6 is judged as the IPv4 address it reaches: mapped
+        # (::ffff:a.b.c.d), 6to4 (2002::/16) and NAT64 (64:ff9b::/96, which Python counts
+        # as global, yet on a NAT64 network 64:ff9b::a9fe:a9fe is 169.254.169.254).
+        if addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        elif addr.sixtofour is not None:
+            addr = addr.sixtofour
+        elif addr in _NAT64:
+            addr = ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
     if addr.is_global and not addr.is_multicast:
         return None
     return (f"the receiver's address {addr} is in a private, loopback, link-local or "

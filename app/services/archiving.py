@@ -56,7 +56,7 @@ def mode_key(name: str, dry_run: bool) -> str:
     return f"{DRY_RUN_PREFIX}{name}" if dry_run else name
 
 
-def progress(reconciled: Mapping[str, Any], name: str, dry_run: bool) -> Any:
+def action_progress(reconciled: Mapping[str, Any], name: str, dry_run: bool) -> Any:
     """What `name` last reconciled. In dry-run, what it last would have done, if anything
     since enforcement last ran (the real progress otherwise)."""
     key = mode_key(name, dry_run)
@@ -77,7 +77,7 @@ def due_now(v: Violation, on: date) -> bool:
 
 def archive_pending(v: Violation, dry_run: bool, on: date) -> bool:
     """Whether archive-repo has work for this violation (pending_actions asks)."""
-    done = progress(v.reconciled, ARCHIVE, dry_run)
+    done = action_progress(v.reconciled, ARCHIVE, dry_run)
     if v.state != "open":
         # Something was done or announced while open: record that it resolved.
         return done not in (None, "resolved") or v.archive_due is not None
@@ -103,7 +103,7 @@ def protection(cfg: OrgConfig, full_name: str) -> str | None:
 
 
 @dataclass(frozen=True)
-class Plan:
+class ArchivePlan:
     """The schedule a violation should have now."""
 
     due: date | None = None
@@ -119,26 +119,26 @@ def _iso_date(value: Any) -> date | None:
 
 
 def plan(v: Violation, repo: Repository, cfg: OrgConfig | None, pc: PolicyConfig | None, *,
-         dry_run: bool, on: date) -> Plan:
+         dry_run: bool, on: date) -> ArchivePlan:
     if cfg is None or pc is None or ARCHIVE not in pc.actions or v.state != "open":
-        return Plan()
+        return ArchivePlan()
     reason = protection(cfg, repo.full_name)
     if reason is not None:
-        return Plan(hold=f"protected ({reason})")
+        return ArchivePlan(hold=f"protected ({reason})")
     if repo.empty:
-        return Plan(hold="the repository is empty")
+        return ArchivePlan(hold="the repository is empty")
     if repo.created_on_github is None:
-        return Plan(hold="its creation date is not known yet (the next scan reads it)")
+        return ArchivePlan(hold="its creation date is not known yet (the next scan reads it)")
     days = timedelta(days=cfg.effective(pc).archive_after_days)
     start = max(_iso_date(v.reconciled.get(mode_key(GRACE_FROM, dry_run))) or on,
                 v.first_seen_at.date())
     due = max(start, repo.created_on_github.date()) + days
     if v.archive_due is not None and v.archive_due > due:
         due = v.archive_due  # a team trusts the date it was told: never earlier
-    return Plan(due=due, start=start)
+    return ArchivePlan(due=due, start=start)
 
 
-def _stale(v: Violation, p: Plan, dry_run: bool) -> bool:
+def _stale(v: Violation, p: ArchivePlan, dry_run: bool) -> bool:
     start = v.reconciled.get(mode_key(GRACE_FROM, dry_run))
     return (v.archive_due != p.due or v.reconciled.get(HOLD) != p.hold
             or (p.start is not None and start != p.start.isoformat()))
@@ -178,7 +178,7 @@ async def record_plan(svc: Services, violation_id: int, repo: Repository,
                              ("skipped", f"archive scheduled for {p.due.isoformat()} unless "
                                          f"fixed{again}"))
             elif old is not None and v.state != "open" \
-                    and progress(done, ARCHIVE, dry_run) != "open":  # (not: it archived)
+                    and action_progress(done, ARCHIVE, dry_run) != "open":  # (not: it archived)
                 notes.append(("skipped", f"not archived: the violation was resolved before "
                                          f"{old.isoformat()}"))
             elif old is not None and p.hold is None:
@@ -186,7 +186,7 @@ async def record_plan(svc: Services, violation_id: int, repo: Repository,
                                          f"`{ARCHIVE}` is no longer an action of the policy"))
             v.archive_due = p.due
             if v.state == "open" and pc is not None and CREATE_ISSUE in pc.actions \
-                    and progress(done, CREATE_ISSUE, dry_run) == "open":
+                    and action_progress(done, CREATE_ISSUE, dry_run) == "open":
                 # The issue announces the date: create-issue runs again to update it.
                 if dry_run:
                     done[mode_key(CREATE_ISSUE, True)] = "stale"
@@ -255,7 +255,7 @@ async def sweep(svc: Services) -> SweepResult:
                 await request_reconcile(svc, inst.id, v.id)
                 out.rescheduled += 1
             elif v.archive_due is not None and v.archive_due <= on \
-                    and progress(v.reconciled, ARCHIVE, dry_run) != "open" \
+                    and action_progress(v.reconciled, ARCHIVE, dry_run) != "open" \
                     and await _nudge(svc, v.id, v.archive_due):
                 if due_now(v, on):
                     await request_reconcile(svc, inst.id, v.id)

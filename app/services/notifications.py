@@ -195,7 +195,7 @@ async def _failed(svc: Services, channel: NotifyChannel, batch: Batch, ids: list
                   batch.attempt, batch.delivery_id, reason)
         return
     async with svc.db() as db, db.begin():
-        await outbox.mark_failed(db, ids, reason)
+        await outbox.mark_send_failed(db, ids, reason)
     retry_after = exc.retry_after if isinstance(exc, transport.DeliveryError) else None
     delay = backoff(batch.attempt, svc.settings.NOTIFY_RETRY_SECONDS, retry_after)
     log.warning("installation %s: notify channel %r: try %d of delivery %s failed (%s); "

@@ -39,7 +39,7 @@ from app.services.config import config_for
 from app.services.context import Services
 from app.services.links import repo_page_url
 from app.services.pull_events import MERGE_GROUP_TTL, merge_group_key, pull_key
-from app.services.pull_publish import BLOCK, Target, digest, set_check_runs, set_comment
+from app.services.pull_publish import BLOCK, CheckTarget, digest, set_check_runs, set_comment
 from app.services.pull_report import CHECK_NAME, Judged, comment_body, on_head
 from app.services.queue import exclusive
 from app.services.snapshot import (
@@ -56,7 +56,7 @@ REPORT_VERSION = 1
 
 
 @dataclass(frozen=True)
-class Plan:
+class PullPlan:
     """The config's pull-request policies."""
 
     policies: tuple[PolicyConfig, ...]  # every policy with a pull-request action
@@ -67,7 +67,12 @@ class Plan:
     fingerprint: str
 
 
-def plan_of(cfg: OrgConfig | None) -> Plan:
+def commit_key(repo_id: int, sha: str) -> str:
+    """The lock of one commit's check runs."""
+    return f"check-runs:{repo_id}:{sha}"
+
+
+def plan_of(cfg: OrgConfig | None) -> PullPlan:
     policies: list[PolicyConfig] = []
     checks: dict[str, list[PolicyConfig]] = {}
     commenting: list[PolicyConfig] = []
@@ -92,11 +97,11 @@ def plan_of(cfg: OrgConfig | None) -> Plan:
         shape.append([pc.name, pc.type, actions, dry_run, name,
                       pc.pr_comment_details.message if pc.pr_comment_details else None])
     fingerprint = hashlib.sha256(json.dumps(shape).encode()).hexdigest()
-    return Plan(tuple(policies), {k: tuple(v) for k, v in checks.items()}, tuple(commenting),
+    return PullPlan(tuple(policies), {k: tuple(v) for k, v in checks.items()}, tuple(commenting),
                 tuple(dry), needs, fingerprint)
 
 
-def _known_settings(repo: Repository, stored: dict[str, Any], plan: Plan
+def _known_settings(repo: Repository, stored: dict[str, Any], plan: PullPlan
                     ) -> dict[str, Any] | None:
     """The repository-level inputs without asking GitHub: the last scan's, else those read
     for this pull request's last evaluation. None: they must be read."""
@@ -109,7 +114,7 @@ def _known_settings(repo: Repository, stored: dict[str, Any], plan: Plan
     return earlier if isinstance(earlier, dict) and "workflow_permissions" in earlier else None
 
 
-def _key(head_sha: str, plan: Plan, settings: dict[str, Any] | None, url: str | None
+def _key(head_sha: str, plan: PullPlan, settings: dict[str, Any] | None, url: str | None
          ) -> str | None:
     if settings is None:
         return None
@@ -117,7 +122,7 @@ def _key(head_sha: str, plan: Plan, settings: dict[str, Any] | None, url: str | 
 
 
 # ----------------------------------------------------------------------------- evaluating
-async def _read_settings(t: Target, plan: Plan) -> dict[str, Any]:
+async def _read_settings(t: CheckTarget, plan: PullPlan) -> dict[str, Any]:
     if not plan.needs.workflow_permissions:
         return {}
     org = t.inst.account_login if t.inst.account_type == "Organization" else None
@@ -126,7 +131,7 @@ async def _read_settings(t: Target, plan: Plan) -> dict[str, Any]:
     return {"workflow_permissions": await fetch_workflow_permissions(t.gh, t.repo.full_name)}
 
 
-async def _judge(t: Target, plan: Plan, settings: dict[str, Any]) -> list[Judged]:
+async def _judge(t: CheckTarget, plan: PullPlan, settings: dict[str, Any]) -> list[Judged]:
     perms = settings.get("workflow_permissions")
     if plan.needs.files:
         got = await fetch_one(t.gh, t.repo.id, t.repo.full_name,
@@ -140,7 +145,7 @@ async def _judge(t: Target, plan: Plan, settings: dict[str, Any]) -> list[Judged
 
 
 # ----------------------------------------------------------------------------- the jobs
-def _log(db: Any, t: Target, action: str, policies: Sequence[PolicyConfig], status: str,
+def _log(db: Any, t: CheckTarget, action: str, policies: Sequence[PolicyConfig], status: str,
          detail: str, url: str | None = None) -> None:
     db.add(ActionLog(installation_id=t.inst.id, repository_id=t.repo.id,
                      repository=t.repo.full_name, violation_id=None,
@@ -148,7 +153,7 @@ def _log(db: Any, t: Target, action: str, policies: Sequence[PolicyConfig], stat
                      action=action, status=status, detail=detail[:4000], url=url))
 
 
-def _dry_lines(t: Target, plan: Plan, judged: Sequence[Judged]) -> list[tuple[PolicyConfig,
+def _dry_lines(t: CheckTarget, plan: PullPlan, judged: Sequence[Judged]) -> list[tuple[PolicyConfig,
                                                                                str, str]]:
     by_name = {j.policy.name: j for j in judged}
     out = []
@@ -229,7 +234,7 @@ async def _check_pull(svc: Services, installation_id: int, repo_id: int, number:
     if head != row.head_sha and _key(head, plan, settings, url) == row.evaluated_key:
         await _save(svc, row.id, moved=(row.head_sha, head))
         return "unchanged"
-    t = Target(svc, gh, inst, repo, head, number, url)
+    t = CheckTarget(svc, gh, inst, repo, head, number, url)
     if settings is None:
         settings = await _read_settings(t, plan)
     judged = await _judge(t, plan, settings)
@@ -239,7 +244,9 @@ async def _check_pull(svc: Services, installation_id: int, repo_id: int, number:
                        link: str | None) -> None:
         written.append((action, policies, detail, link))
 
-    runs = await set_check_runs(t, plan.checks, judged, dict(row.check_runs), on_write)
+    # Check runs belong to a commit, which several pull requests may share.
+    async with exclusive(svc.redis, commit_key(repo_id, head)):
+        runs = await set_check_runs(t, plan.checks, judged, dict(row.check_runs), on_write)
     # Recorded before the comment: a retry after a failure below finds these check runs.
     await _save(svc, row.id, moved=(row.head_sha, head), check_runs=runs)
     comment_id, digest = row.comment_id, row.comment_digest
@@ -310,7 +317,7 @@ async def _check_merge_group(svc: Services, installation_id: int, repo_id: int,
         return "unchanged"
     if not plan.checks and not state["check_runs"]:
         return "no block-prs policies"
-    t = Target(svc, svc.github.installation(installation_id), inst, repo, head_sha, None,
+    t = CheckTarget(svc, svc.github.installation(installation_id), inst, repo, head_sha, None,
                url)
     if settings is None:
         settings = await _read_settings(t, plan)
@@ -321,7 +328,8 @@ async def _check_merge_group(svc: Services, installation_id: int, repo_id: int,
                        link: str | None) -> None:
         logged.append((action, policies, detail, link))
 
-    runs = await set_check_runs(t, plan.checks, judged, state["check_runs"], on_write)
+    async with exclusive(svc.redis, commit_key(repo_id, head_sha)):
+        runs = await set_check_runs(t, plan.checks, judged, state["check_runs"], on_write)
     state = {"key": _key(head_sha, plan, settings, url), "check_runs": runs,
              "settings": settings}
     await svc.redis.set(f"pe:{key}", json.dumps(state), ex=MERGE_GROUP_TTL)

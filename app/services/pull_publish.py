@@ -40,7 +40,7 @@ def digest(*parts: Any) -> str:
 
 
 @dataclass
-class Target:
+class CheckTarget:
     """What is reported on: a pull request's head, or a merge group's."""
 
     svc: Services
@@ -75,7 +75,7 @@ def _shows(run: dict[str, Any], body: dict[str, Any]) -> bool:
             and run.get("details_url") == body.get("details_url", run.get("details_url")))
 
 
-async def _existing_run(t: Target, name: str) -> dict[str, Any] | None:
+async def _existing_run(t: CheckTarget, name: str) -> dict[str, Any] | None:
     """This App's latest check run named `name` on the commit, if GitHub has one."""
     app_id = t.svc.settings.APP_ID
     query = {"check_name": name, "filter": "latest", "per_page": 100}
@@ -88,7 +88,7 @@ async def _existing_run(t: Target, name: str) -> dict[str, Any] | None:
     return max(runs, key=lambda r: int(r["id"])) if runs else None
 
 
-async def _set_run(t: Target, name: str, out: CheckOutput, stored: dict[str, Any] | None
+async def _set_run(t: CheckTarget, name: str, out: CheckOutput, stored: dict[str, Any] | None
                    ) -> tuple[dict[str, Any], str | None]:
     """Make the check run `name` on the commit show `out`. Returns its record and, when
     something was written, the check run's URL."""
@@ -113,7 +113,7 @@ async def _set_run(t: Target, name: str, out: CheckOutput, stored: dict[str, Any
     return {**record, "id": int(data["id"])}, str(data.get("html_url") or "") or None
 
 
-async def set_check_runs(t: Target, checks: Mapping[str, Sequence[PolicyConfig]],
+async def set_check_runs(t: CheckTarget, checks: Mapping[str, Sequence[PolicyConfig]],
                          judged: Sequence[Judged], stored: dict[str, Any], on_write: OnWrite
                          ) -> dict[str, Any]:
     """Every check run `checks` names shows its policies' results on the commit; one left
@@ -138,7 +138,7 @@ async def set_check_runs(t: Target, checks: Mapping[str, Sequence[PolicyConfig]]
 
 
 # ----------------------------------------------------------------------------- the comment
-async def _find_comment(t: Target, bot_login: str) -> dict[str, Any] | None:
+async def _find_comment(t: CheckTarget, bot_login: str) -> dict[str, Any] | None:
     url = f"{repo_path(t.repo.full_name)}/issues/{t.number}/comments?per_page=100"
     async for comment in t.gh.getiter(url):
         if (comment.get("user") or {}).get("login") == bot_login \
@@ -147,7 +147,7 @@ async def _find_comment(t: Target, bot_login: str) -> dict[str, Any] | None:
     return None
 
 
-async def set_comment(t: Target, body: str, failing: bool, comment_id: int | None,
+async def set_comment(t: CheckTarget, body: str, failing: bool, comment_id: int | None,
                       last: str | None) -> tuple[int | None, str, str | None, str | None]:
     """(comment id, digest, what was done, its URL). Not written when the text's digest is
     `last` (what was last written); never a first comment just to say all is clear."""

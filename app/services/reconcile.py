@@ -37,7 +37,7 @@ WITHDRAWN = "withdrawn"
 def _issue_withdrawn(v: Violation, pc: PolicyConfig | None, dry_run: bool = False) -> bool:
     """create-issue left the policy's actions while its issue is still open."""
     return (pc is not None and CREATE_ISSUE not in pc.actions and v.issue_number is not None
-            and archiving.progress(v.reconciled, CREATE_ISSUE, dry_run)
+            and archiving.action_progress(v.reconciled, CREATE_ISSUE, dry_run)
             not in (None, "resolved", WITHDRAWN))
 
 
@@ -53,6 +53,9 @@ def dry_run_of(cfg: OrgConfig | None, pc: PolicyConfig | None) -> bool:
 HELD = "held"
 # reconciled[FILING]: create-issue is filing an issue in a central repository (see there).
 FILING = "filing"
+# reconciled[RESPECTED]: a person closed the open violation's issue and the policy has
+# `respect_manual_close`: create-issue leaves it closed until the violation resolves.
+RESPECTED = "closed-respected"
 
 
 def policy_key(pc: PolicyConfig | None) -> str:
@@ -100,9 +103,11 @@ def pending_actions(v: Violation, pc: PolicyConfig | None,
     on = on or archiving.today()
     names = [a for a in actions if a in ACTIONS and (
         archiving.archive_pending(v, dry_run, on) if a == archiving.ARCHIVE
-        else archiving.progress(v.reconciled, a, dry_run) != v.state)]
+        else archiving.action_progress(v.reconciled, a, dry_run) != v.state)]
     if _issue_withdrawn(v, pc, dry_run) or _issue_misplaced(v, pc, cfg):
         names.append(CREATE_ISSUE)
+    if v.state == "open" and isinstance(v.reconciled.get(RESPECTED), dict):
+        names = [n for n in names if n != CREATE_ISSUE]
     pending: list[str] = []
     for name in ACTIONS:
         if name in names:

@@ -149,8 +149,9 @@ async def _candidates(svc: Services, installation_id: int, now: datetime
         if cfg is None:
             return None, []
         weekday = now.strftime("%A").lower()
-        settings = {pc.name: cfg.effective(pc) for pc in cfg.policies
-                    if CREATE_ISSUE in pc.actions}
+        # A policy in dry-run writes nothing to GitHub, reminders included.
+        settings = {pc.name: eff for pc in cfg.policies
+                    if CREATE_ISSUE in pc.actions and not (eff := cfg.effective(pc)).dry_run}
         active = {name: eff.remind_after_days for name, eff in settings.items()
                   if eff.remind_after_days is not None and weekday not in eff.quiet_days}
         if not active:

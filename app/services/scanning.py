@@ -30,7 +30,7 @@ from app.services.context import Services
 from app.services.dashboard import record_compliance_day
 from app.services.pull_events import recheck_open_pulls
 from app.services.queue import release_many, try_lock_many
-from app.services.reconcile import HELD, pending_actions, release_holds
+from app.services.reconcile import HELD, RESPECTED, pending_actions, release_holds
 from app.services.reminders import OVERRIDES_PATH, parse_overrides
 from app.services.repositories import sync_repositories
 from app.services.scan_requests import (
@@ -468,6 +468,7 @@ def _apply(db: AsyncSession, installation_id: int, repo_id: int, cfg: OrgConfig,
             elif v.state != "open":
                 v.state, v.resolved_at, v.first_seen_at = "open", None, now
                 v.closed_reason = None
+                v.reconciled = {k: x for k, x in v.reconciled.items() if k != RESPECTED}
                 v.archive_due = None  # a new grace period, announced anew
                 opened += 1
             v.message, v.details, v.last_seen_at = result.message, result.details, now

@@ -25,6 +25,7 @@ from app.services.pull_events import (
     on_pull_request,
 )
 from app.services.queue import ahead_of_bulk
+from app.services.reconcile import RESPECTED
 from app.services.scan_requests import request_full_scan, request_repo_scan
 from app.services.store import ensure_installation, mark_removed, upsert_repository
 from app.services.withdrawals import (
@@ -243,9 +244,14 @@ async def _issues(svc: Services, p: Payload) -> str:
         return "ignored: not an issue of this App"
     # An issue in a central issue repository names the repository it is about.
     policy, about = parsed
+    bot = await svc.github.bot_login()
+    author = issue.get("user") or {}
+    if author.get("type") != "Bot" or author.get("login") != bot:
+        # Anyone can write a marker into an issue; only the App's own issues count.
+        return "ignored: not an issue of this App"
     sender = p.get("sender") or {}
     login = str(sender.get("login") or "")
-    if sender.get("type") == "Bot" and login == await svc.github.bot_login():
+    if sender.get("type") == "Bot" and login == bot:
         return "ignored: closed by this App"
     inst_id, number = int(p["installation"]["id"]), int(issue["number"])
     repo_id = about if about is not None else int(p["repository"]["id"])
@@ -255,8 +261,8 @@ async def _issues(svc: Services, p: Payload) -> str:
                                                     Violation.policy == policy))
         if inst is None or v is None or v.installation_id != inst_id \
                 or v.issue_number not in (None, number) or (
-                about is not None and v.issue_repository is not None
-                and v.issue_repository.lower() != str(p["repository"]["full_name"]).lower()):
+                about is not None and (v.issue_repository or "").lower()
+                != str(p["repository"]["full_name"]).lower()):
             return "ignored: no violation tracks this issue"
         if action != "closed":
             # Gone from the repository: a new issue is filed if the violation is open.
@@ -269,6 +275,11 @@ async def _issues(svc: Services, p: Payload) -> str:
             cfg = config_for(inst)
             pc = next((c for c in cfg.policies if c.name == policy), None) if cfg else None
             if pc is not None and pc.respect_manual_close:
+                # Recorded, so nothing later (a new archive date, a moved issue_repo)
+                # reopens it; a new failure after the violation resolves files again.
+                v.issue_number = number
+                v.reconciled = {**v.reconciled, RESPECTED: {
+                    "login": login, "at": str(issue.get("closed_at") or "")}}
                 return f"closed by {login}; stays closed (respect_manual_close)"
             v.issue_number = number
             v.reconciled = {**v.reconciled, "create-issue": "closed-by-person",
