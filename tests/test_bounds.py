@@ -22,8 +22,8 @@ from tests.stack import Stack, services_for
 from tests.test_e2e import CONFIG, install, open_issues
 
 # Generous: these guard against unbounded work (at about 1.3 s per 20,000 values, all
-# 300,000 of FLAT would take some 20 s, an alias bomb far longer); they are no benchmark. Stopping at the
-# limit takes 1.3-2.4 s on a loaded 2-core machine, so the bound leaves room for that.
+# 300,000 of FLAT would take some 20 s, an alias bomb far longer); they are no benchmark.
+# Stopping at the limit takes 1.3-2.4 s on a loaded 2-core machine: the bound allows that.
 SECONDS = 6.0
 PEAK_BYTES = 16 * 1024 * 1024
 
