@@ -75,8 +75,6 @@ async def test_a_burst_of_pushes_gives_one_scan(stack: Stack, fake_github: FakeG
     st = fake_github.state
     inst, _ = build_org(st, n=2)
     await install(stack, st, inst)
-    # The production debounce (the tests' 0.3 s is shorter than 50 webhook jobs take on a
-    # loaded 2-core machine, and a scan that starts mid-burst rightly runs once more).
     monkeypatch.setattr(stack.settings, "SCAN_DEBOUNCE_SECONDS", 2.0)
     repo = st.repo("acme/svc-01")
     for i in range(50):
@@ -84,8 +82,11 @@ async def test_a_burst_of_pushes_gives_one_scan(stack: Stack, fake_github: FakeG
         assert (await stack.deliver("push", push))[0] == 202
     await stack.drain()
     repo_scans = [s for s in await stack.scans() if s.kind == "repo"]
-    assert len(repo_scans) == 1
-    assert repo_scans[0].repository_id == repo.id and repo_scans[0].status == "ok"
+    # One scan; or, when handling the 50 deliveries outlasts the debounce (a loaded
+    # 2-core machine), the scan starts mid-burst and the pushes after it give exactly one
+    # more, as designed: never one per push.
+    assert 1 <= len(repo_scans) <= 2, len(repo_scans)
+    assert all(s.repository_id == repo.id and s.status == "ok" for s in repo_scans)
 
 
 async def test_request_during_a_run_queues_exactly_one_more(redis_url: str) -> None:
