@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC
 from typing import Any
@@ -18,6 +19,8 @@ from app.services.context import Services
 from app.settings import Settings
 from tasks import jobs
 from tasks.monitor import JOB_TIMEOUT_SECONDS, monitored
+
+log = logging.getLogger(__name__)
 
 # Results are not kept: job ids must be reusable as soon as a job finishes. arq's
 # max_tries is only a backstop; the jobs bound their own failures (jobs.MAX_TRIES) and
@@ -46,8 +49,8 @@ FUNCTIONS = [
 ]
 # Minute of each hour the reminders run (away from the other hourly jobs).
 REMINDER_MINUTE = 23
-# A worker that starts queues one installation sync and catch-up; workers starting within
-# the same minute share it.
+# A worker that starts queues one installation sync and catch-up; workers that start while
+# it is queued or running share it.
 STARTUP_JOB_PREFIX = "startup-sync:"
 
 
@@ -75,8 +78,10 @@ def worker_settings(settings: Settings, redis_url: str, *,
                                    github=github, redis=ctx["redis"])
         if startup_sync:
             minute = int(time.time() // 60)
-            await ctx["redis"].enqueue_job("sync_installations",
-                                           _job_id=f"{STARTUP_JOB_PREFIX}{minute}")
+            job = await ctx["redis"].enqueue_job("sync_installations",
+                                                 _job_id=f"{STARTUP_JOB_PREFIX}{minute}")
+            log.info("startup: installation sync %s",
+                     "queued" if job else "already queued by another worker")
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         services: Services | None = ctx.get("services")

@@ -101,6 +101,17 @@ async def cluster(fake_github: FakeGitHub, redis_url: str, shared_database_url: 
                     await asyncio.sleep(0.05)
                 else:
                     pytest.fail(f"web process at {url} did not start: {procs.log('web0')}")
+        # Each worker lists the installations when it starts. Wait for those syncs, or one
+        # racing the webhook below finds the installation new and starts its own full scan.
+        for _ in range(300):
+            logs = [procs.log(f"worker{i}") for i in range(3)]
+            started = sum(log.count("→ startup-sync") for log in logs)
+            if (all("startup: installation sync" in log for log in logs) and started
+                    and started == sum(log.count("← startup-sync") for log in logs)):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the workers' startup installation syncs did not finish")
         yield procs, urls
     finally:
         await procs.stop()
