@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -12,9 +13,12 @@ import sys
 import time
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from app.settings import Settings, SettingsError, settings_or_exit
+
+if TYPE_CHECKING:
+    from app.services.context import Services
 
 T = TypeVar("T")
 
@@ -200,37 +204,71 @@ def cmd_dev(settings: Settings) -> int:
     return 0
 
 
-def cmd_scan(settings: Settings, installation: int | None) -> int:
+async def _services(settings: Settings, redis_url: str) -> Services:
+    """Services for a command run in the foreground (the worker's, in this process)."""
     from arq import create_pool
     from arq.connections import RedisSettings
+
+    from app.db.session import sessionmaker
+    from app.github.client import GitHub
+    from app.services.context import Services
+
+    pool = await create_pool(RedisSettings.from_dsn(redis_url))
+    return Services(settings=settings, db=sessionmaker(settings.DATABASE_URL), redis=pool,
+                    github=GitHub(api_url=settings.GITHUB_API_URL, redis=pool,
+                                  app_id=settings.APP_ID,
+                                  private_key=settings.private_key_pem()
+                                  if settings.PRIVATE_KEY else None,
+                                  limits=settings.rate_limits()))
+
+
+def cmd_scan(settings: Settings, installation: int | None, repo: str | None, dry_run: bool,
+             queue: bool) -> int:
+    """Scan in the foreground and print a table (`--dry-run`: write nothing, act on
+    nothing), or with `--queue` queue full scans for the workers."""
     from sqlalchemy import select
 
     from app.db.models import Installation
-    from app.db.session import sessionmaker
 
     redis_url = _require_redis(settings)
+    if not queue and installation is None:
+        print("policy-enforcer: give --installation ID (or --queue to queue full scans for "
+              "the workers)", file=sys.stderr)
+        return 2
 
     async def main() -> int:
         await _check_db(settings)
-        from app.github.client import GitHub
-        from app.services.context import Services
+        from app.services.foreground import ForegroundError, scan_dry_run, scan_recorded, table
         from app.services.scan_requests import request_full_scan
 
-        pool = await create_pool(RedisSettings.from_dsn(redis_url))
-        db = sessionmaker(settings.DATABASE_URL)
-        svc = Services(settings=settings, db=db, redis=pool,
-                       github=GitHub(api_url=settings.GITHUB_API_URL, redis=pool,
-                                     app_id=None, private_key=None))
-        async with db() as session:
-            query = select(Installation.id).where(Installation.active.is_(True))
-            if installation is not None:
-                query = query.where(Installation.id == installation)
-            ids = list(await session.scalars(query))
-        for inst_id in ids:
-            await request_full_scan(svc, inst_id, "user")
-        await pool.aclose()
-        print(f"policy-enforcer: full scan queued for {len(ids)} installation(s)")
-        return 0 if ids else 1
+        svc = await _services(settings, redis_url)
+        try:
+            if queue:
+                async with svc.db() as session:
+                    query = select(Installation.id).where(Installation.active.is_(True))
+                    if installation is not None:
+                        query = query.where(Installation.id == installation)
+                    ids = list(await session.scalars(query))
+                for inst_id in ids:
+                    await request_full_scan(svc, inst_id, "user")
+                print(f"policy-enforcer: full scan queued for {len(ids)} installation(s)")
+                return 0 if ids else 1
+            assert installation is not None  # noqa: S101 - checked above
+            run = scan_dry_run if dry_run else scan_recorded
+            try:
+                rows = await run(svc, installation, repo)
+            except ForegroundError as exc:
+                print(f"policy-enforcer: {exc}", file=sys.stderr)
+                return 1
+            print(table(rows))
+            failing = sum(1 for r in rows if r.outcome == "FAIL")
+            print(f"\n{len(rows)} results, {failing} failing"
+                  + (" (dry run: nothing recorded, no action taken)" if dry_run else
+                     " (recorded; actions queued for the workers)"))
+            return 0
+        finally:
+            await svc.redis.aclose()
+            await svc.github.close()
 
     return _run(main())
 
@@ -238,26 +276,13 @@ def cmd_scan(settings: Settings, installation: int | None) -> int:
 def cmd_fix(settings: Settings, repo: str, policy: str) -> int:
     """Apply one fix now, against GitHub (whether or not the policy lists `fix`), and print
     what was done; it is recorded in the action log like any other action."""
-    from arq import create_pool
-    from arq.connections import RedisSettings
-
-    from app.db.session import sessionmaker
-
     redis_url = _require_redis(settings)
 
     async def main() -> int:
         await _check_db(settings)
-        from app.github.client import GitHub
-        from app.services.context import Services
         from app.services.fixes import FixRefused, find_violation, fix_once
 
-        pool = await create_pool(RedisSettings.from_dsn(redis_url))
-        svc = Services(settings=settings, db=sessionmaker(settings.DATABASE_URL), redis=pool,
-                       github=GitHub(api_url=settings.GITHUB_API_URL, redis=pool,
-                                     app_id=settings.APP_ID,
-                                     private_key=settings.private_key_pem()
-                                     if settings.PRIVATE_KEY else None,
-                                     limits=settings.rate_limits()))
+        svc = await _services(settings, redis_url)
         try:
             inst_id, violation_id = await find_violation(svc, repo, policy)
             report = await fix_once(svc, inst_id, violation_id)
@@ -265,7 +290,8 @@ def cmd_fix(settings: Settings, repo: str, policy: str) -> int:
             print(f"policy-enforcer: {exc}", file=sys.stderr)
             return 1
         finally:
-            await pool.aclose()
+            await svc.redis.aclose()
+            await svc.github.close()
         url = f" {report.url}" if report.url else ""
         print(f"policy-enforcer: fix {report.repository} / {report.policy}: "
               f"{report.status}: {report.detail}{url}")
@@ -300,17 +326,29 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("worker", help="run an arq worker (scans, actions, nightly cron)")
     sub.add_parser("dev", help="web + worker (+ embedded Redis when REDIS_URL is unset)")
     sub.add_parser("migrate", help="apply database migrations")
-    scan = sub.add_parser("scan", help="queue a full scan")
-    scan.add_argument("--installation", type=int, help="only this installation id")
+    scan = sub.add_parser("scan", help="scan now and print the results (or --queue)")
+    scan.add_argument("--installation", type=int, help="the installation id")
+    scan.add_argument("--repo", help="only this repository (OWNER/NAME)")
+    scan.add_argument("--dry-run", action="store_true",
+                      help="read and judge only: record nothing, take no action")
+    scan.add_argument("--queue", action="store_true",
+                      help="queue full scans for the workers instead (all installations "
+                           "unless --installation)")
     fix = sub.add_parser("fix", help="apply one policy's fix to one repository now")
     fix.add_argument("--repo", required=True, help="OWNER/NAME")
     fix.add_argument("--policy", required=True, help="the policy's name in the config")
     check = sub.add_parser("check-config", help="validate a config.yaml file")
     check.add_argument("file")
+    sub.add_parser("config-schema", help="print the config's JSON Schema (for editors)")
     args = parser.parse_args(argv)
 
     if args.command == "check-config":
         return cmd_check_config(args.file)
+    if args.command == "config-schema":
+        from app.config.schema import config_schema
+
+        print(json.dumps(config_schema(), indent=2))
+        return 0
     if args.command == "dev" and ensure_session_secret(Path(".env")):
         print("policy-enforcer: generated SESSION_SECRET into .env", file=sys.stderr)
     settings = settings_or_exit()
@@ -326,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "dev":
         return cmd_dev(settings)
     if args.command == "scan":
-        return cmd_scan(settings, args.installation)
+        return cmd_scan(settings, args.installation, args.repo, args.dry_run, args.queue)
     if args.command == "fix":
         return cmd_fix(settings, args.repo, args.policy)
     parser.error(f"unknown command {args.command}")

@@ -23,6 +23,7 @@ from app.github.errors import RateLimited, describe_error
 from app.services import (
     archiving,
     commands,
+    config_checks,
     deliveries,
     filing,
     fixes,
@@ -48,6 +49,8 @@ Ctx = dict[str, Any]
 T = TypeVar("T")
 # Failures (not rate-limit waits) a job may have before it gives up.
 MAX_TRIES = 6
+# Tries of a config check (app/services/config_checks.py) that GitHub keeps failing.
+CONFIG_CHECK_TRIES = 3
 # A delivery exists only in its job: it outlasts a longer outage (the backoff is capped at
 # 5 minutes, so about 40 minutes) before it is recorded as failed for the recovery.
 WEBHOOK_MAX_TRIES = 12
@@ -328,6 +331,18 @@ async def check_pull(ctx: Ctx, installation_id: int, repo_id: int, number: int) 
                         lambda: pull_checks.check_pull(svc, installation_id, repo_id, number))
     await finish_coalesced(svc.redis, key, job_id)
     return result
+
+
+async def check_config(ctx: Ctx, installation_id: int, repo_id: int, sha: str,
+                       pull_number: int | None = None, base_sha: str | None = None) -> str:
+    """Report config.yaml at a commit of the `.github` repository as a check run (with a
+    preview of the change for a pull request)."""
+    # A report, not enforcement (the scan records an unreadable config on its own): a few
+    # tries, and the next push reports again.
+    return await _run(ctx, f"config check of {sha[:7]} in repository {repo_id}",
+                      lambda: config_checks.check_config(_svc(ctx), installation_id, repo_id,
+                                                         sha, pull_number, base_sha),
+                      max_tries=CONFIG_CHECK_TRIES)
 
 
 async def check_merge_group(ctx: Ctx, installation_id: int, repo_id: int, head_sha: str

@@ -39,6 +39,7 @@ FUNCTIONS = [
     func(monitored(jobs.check_pull), name="check_pull", keep_result=0, max_tries=1000),
     func(monitored(jobs.check_merge_group), name="check_merge_group", keep_result=0,
          max_tries=1000),
+    func(monitored(jobs.check_config), name="check_config", keep_result=0, max_tries=1000),
     func(monitored(jobs.sync_installations), name="sync_installations", keep_result=0,
          max_tries=1000),
     func(monitored(jobs.send_reminders), name="send_reminders", keep_result=0,

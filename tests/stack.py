@@ -7,12 +7,14 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
+from ruamel.yaml import YAML
 from sqlalchemy import select
 
 from app.db.models import ActionLog, Installation, Repository, Scan, Violation
@@ -21,7 +23,7 @@ from app.github.client import GitHub
 from app.services.context import Services
 from app.settings import Settings
 from app.web.app import WebAccessLogger, create_app
-from app.web.webhooks import sign
+from app.web.webhooks import WEBHOOK_PATH, sign
 from tasks.worker import create_worker
 from tests.dbutil import fresh_database
 from tests.fakegithub.server import FakeGitHub
@@ -133,6 +135,32 @@ async def dashboard_stack(fake_github: FakeGitHub, redis_url: str, database_url:
                              GITHUB_CLIENT_ID=st.client_id,
                              GITHUB_CLIENT_SECRET=st.client_secret, **extra) as s:
         yield s
+
+
+# The events and permissions the App asks for: an installation made with them gets exactly
+# the webhooks GitHub would send it.
+MANIFEST: dict[str, Any] = YAML(typ="safe").load(Path(__file__).parents[1] / "app.yml")
+
+
+@asynccontextmanager
+async def hooked_stack(fake_github: FakeGitHub, redis_url: str, database_url: str,
+                       **extra: Any) -> AsyncIterator[Stack]:
+    """`running_stack` that the fake GitHub delivers its webhooks to (`send`)."""
+    async with running_stack(github_url=fake_github.url, app_id=fake_github.app_id,
+                             private_key=fake_github.private_key_pem, redis_url=redis_url,
+                             database_url=database_url, **extra) as s:
+        fake_github.state.hook.url = s.base_url + WEBHOOK_PATH
+        fake_github.state.webhook_secret = WEBHOOK_SECRET
+        yield s
+
+
+async def send(stack: Stack, fake: FakeGitHub, event: str, payload: dict[str, Any]) -> None:
+    """The fake GitHub delivers `event` (only if the App subscribed to it), then a worker
+    runs everything it queued."""
+    sent = await fake.send_event(event, payload)
+    assert sent is not None, f"{event} is not among the events the App subscribed to"
+    assert sent.status_code == 202, sent.response_body
+    await stack.drain()
 
 
 def services_for(stack: Stack) -> Services:

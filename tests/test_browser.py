@@ -33,6 +33,7 @@ from tests.fakegithub import pulls
 from tests.fakegithub.server import FakeGitHub
 from tests.stack import Stack, dashboard_stack
 from tests.test_dashboard import OWNER, fail_a_full_scan, install, installed_org, setup_org
+from tests.test_e2e import CONFIG as E2E_CONFIG
 
 # Playwright's waits: long enough for a slow CI machine, short enough to fail fast.
 TIMEOUT_MS = 15_000
@@ -278,3 +279,24 @@ async def test_fix_now_opens_the_fix_pull_request(page: Page, dash: Stack,
     await expect(page.locator("[data-actions]")).to_contain_text(
         f"opened pull request #{pr.number} adding `AGENTS.md`")
     await screenshot(page, "fix-now")
+
+
+# ----------------------------------------------------------------------------- exemptions
+async def test_an_exempt_failure_shows_its_reason_and_date(page: Page, dash: Stack,
+                                                           fake_github: FakeGitHub) -> None:
+    st = fake_github.state
+    setup_org(st, 3)
+    st.set_file("acme/.github", "config.yaml", E2E_CONFIG + (
+        "exemptions:\n  - repos: [svc-00]\n    policies: [Require AGENTS.md]\n"
+        "    reason: moving to the monorepo\n    expires: 2099-12-31\n"
+        "    approved_by: alice\n"))
+    await install(dash, st)
+    await sign_in(page, dash, fake_github.url, OWNER, "/orgs/acme/repos/svc-00")
+    row = page.locator("[data-violations] tr", has_text="Require AGENTS.md")
+    await expect(row.locator("[data-exempt]")).to_have_text(
+        "exempt (moving to the monorepo, until 2099-12-31, approved by @alice)")
+    await expect(row.locator("[data-violation-state]")).to_have_attribute(
+        "data-violation-state", "exempt")
+    # Still failing, not silently compliant: the policy's own message is shown with it.
+    await expect(row).to_contain_text("has no `AGENTS.md`")
+    await screenshot(page, "exempt")

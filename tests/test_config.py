@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 from textwrap import dedent
@@ -181,9 +182,13 @@ def test_action_constants() -> None:
 
 
 def test_every_registered_policy_type_parses() -> None:
-    for index, policy_type in enumerate(REGISTRY):
-        config = parse_config(policy(f"    type: {policy_type}\n    action: log-only\n"))
+    for index, (policy_type, impl) in enumerate(REGISTRY.items()):
+        # The documented example parameters (JSON is YAML).
+        params = f"    params: {json.dumps(impl.example)}\n" if impl.example else ""
+        config = parse_config(policy(f"    type: {policy_type}\n    action: log-only\n"
+                                     + params))
         assert config.policies[0].type == policy_type, index
+        assert config.policies[0].params == impl.Params.model_validate(impl.example)
 
 
 # -- the error format ------------------------------------------------------------------------
@@ -608,8 +613,8 @@ def test_all_errors_are_collected_and_sorted_by_line() -> None:
     assert messages[0].startswith("config.yaml:2: access_control.authorized_team: must be")
     assert messages[-1] == (
         "config.yaml:13: unknown_top: unknown key 'unknown_top' "
-        "(valid keys: access_control, defaults, enforcement, issue_repo, notify, policies, "
-        "protected_repos, public_badges)"
+        "(valid keys: access_control, allow_repo_exemptions, defaults, enforcement, "
+        "exemptions, issue_repo, notify, policies, protected_repos, public_badges)"
     )
 
 
@@ -659,7 +664,10 @@ def test_documented_example_parses() -> None:
     doc = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
     example = doc.read_text().split("```yaml\n", 1)[1].split("```", 1)[0]
     config = parse_config(example)
-    assert len(config.policies) == 4
+    assert len(config.policies) >= 4
     # Its block-prs and comment-on-prs are enforced: nothing is left as a note.
-    assert "block-prs" in config.policies[1].actions
+    assert any("block-prs" in pc.actions for pc in config.policies)
     assert config.not_enforced_notes() == []
+    # It shows parameters, targeting and an exemption.
+    assert any(pc.params.model_fields_set for pc in config.policies)
+    assert config.exemptions

@@ -7,6 +7,8 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 from app.services.webhooks import HANDLERS
+from app.sources import SOURCES, stale_events
+from app.sources.base import Needs
 
 MANIFEST = YAML(typ="safe").load(Path(__file__).parents[1] / "app.yml")
 ALWAYS_SENT = {"installation", "installation_repositories", "installation_target"}
@@ -21,5 +23,13 @@ def test_permissions_are_the_ones_the_code_needs() -> None:
     assert MANIFEST["default_permissions"] == {
         "contents": "write", "metadata": "read", "issues": "write", "administration": "write",
         "organization_administration": "read", "members": "read", "checks": "write",
-        "pull_requests": "write"}
+        "pull_requests": "write", "organization_custom_properties": "read"}
     assert MANIFEST["hook_attributes"]["url"].endswith("/api/github/webhooks")
+
+
+def test_every_source_event_is_subscribed() -> None:
+    """A source goes stale on events the App receives: a change is enforced within seconds."""
+    events = stale_events(Needs(sources=frozenset(SOURCES)))
+    subscribed = set(MANIFEST["default_events"]) | ALWAYS_SENT
+    assert {e.split(".", 1)[0] for e in events} <= subscribed
+    assert {e.split(".", 1)[0] for e in events} <= set(HANDLERS)

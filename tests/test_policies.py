@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
+
 import pytest
 
+import app.policies as policies_package
 from app.policies import REGISTRY, Needs, RepoSnapshot
 
 
@@ -13,10 +17,19 @@ def snap(files: dict[str, str | None] | None = None, perms: str | None = "read")
 
 
 def test_registry_finds_every_policy_module() -> None:
-    assert set(REGISTRY) == {"has_agents_md", "has_catalog_info_yaml",
-                             "catalog_info_has_owner", "correct_workflow_permissions"}
+    modules = {p.stem: importlib.import_module(f"app.policies.{p.stem}")
+               for p in Path(policies_package.__file__).parent.glob("*.py")
+               if p.stem not in ("__init__", "base")}
+    assert {"has_agents_md", "has_catalog_info_yaml", "catalog_info_has_owner",
+            "correct_workflow_permissions"} <= set(REGISTRY)
+    # One module per type, named for it (modules without POLICY are shared helpers).
+    typed = {name: m.POLICY for name, m in modules.items() if hasattr(m, "POLICY")}
+    assert set(REGISTRY) == set(typed)
+    assert all(REGISTRY[name] is policy and policy.type == name
+               for name, policy in typed.items())
     for policy in REGISTRY.values():
-        assert policy.title and isinstance(policy.needs, Needs)
+        params = policy.Params.model_validate(policy.example)
+        assert policy.title and isinstance(policy.needs_for(params), Needs)
 
 
 def test_has_agents_md() -> None:

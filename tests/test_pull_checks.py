@@ -6,24 +6,19 @@ report it as check runs and one sticky comment; the fake's request log shows wha
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 import pytest
-from ruamel.yaml import YAML
 from sqlalchemy import select, update
 
 from app.db.models import ActionLog, PullCheck
 from app.services.pull_report import COMMENT_MARKER
-from app.web.webhooks import WEBHOOK_PATH
 from tests.fakegithub import pull_webhooks as events
 from tests.fakegithub import pulls
 from tests.fakegithub import webhooks as hooks
 from tests.fakegithub.server import FakeGitHub
 from tests.fakegithub.state import Comment, FakeState, Installation, RequestRecord
-from tests.stack import WEBHOOK_SECRET, Stack, running_stack
+from tests.stack import MANIFEST, Stack, hooked_stack, send
 
-MANIFEST = YAML(typ="safe").load(Path(__file__).parents[1] / "app.yml")
 PUBLIC_URL = "https://enforcer.example.com"
 AGENTS_MESSAGE = "Every repository needs an AGENTS.md: see the engineering handbook."
 CONFIG = f"""\
@@ -48,11 +43,8 @@ WORKFLOW_CHECK = "policy/workflow-permissions"
 @pytest.fixture
 async def stack(fake_github: FakeGitHub, redis_url: str,
                 any_database_url: str) -> AsyncIterator[Stack]:
-    async with running_stack(github_url=fake_github.url, app_id=fake_github.app_id,
-                             private_key=fake_github.private_key_pem, redis_url=redis_url,
-                             database_url=any_database_url, PUBLIC_URL=PUBLIC_URL) as s:
-        fake_github.state.hook.url = s.base_url + WEBHOOK_PATH
-        fake_github.state.webhook_secret = WEBHOOK_SECRET
+    async with hooked_stack(fake_github, redis_url, any_database_url,
+                            PUBLIC_URL=PUBLIC_URL) as s:
         yield s
 
 
@@ -65,12 +57,6 @@ def org(st: FakeState, config: str = CONFIG) -> Installation:
         {"name": "svc-b", "files": {"AGENTS.md": "# Agents\n", "README.md": "b\n"}},
     ], events=MANIFEST["default_events"], permissions=MANIFEST["default_permissions"])
 
-
-async def send(stack: Stack, fake: FakeGitHub, event: str, payload: dict[str, Any]) -> None:
-    sent = await fake.send_event(event, payload)
-    assert sent is not None, f"{event} is not among the events the App subscribed to"
-    assert sent.status_code == 202, sent.response_body
-    await stack.drain()
 
 
 async def installed(stack: Stack, fake: FakeGitHub, config: str = CONFIG) -> Installation:
@@ -332,14 +318,18 @@ async def test_a_config_change_checks_open_pull_requests_again(
     assert red.conclusion == "failure"
 
     # A change that leaves the pull-request policies alone: no request about any pull
-    # request (the full scan it starts reads the org as usual).
+    # request (the full scan it starts reads the org as usual, and the pushed commit of
+    # .github gets the config's own check run).
     mark = len(st.log)
-    await send(stack, fake_github, "push", hooks.commit_and_push(
-        st, "acme/.github", {"config.yaml": CONFIG.replace("action: log-only",
-                                                           "action: [log-only]")}))
+    push = hooks.commit_and_push(st, "acme/.github", {
+        "config.yaml": CONFIG.replace("action: log-only", "action: [log-only]")})
+    await send(stack, fake_github, "push", push)
     about_pulls = [r for r in requests_since(st, mark)
-                   if "/pulls" in r.path or "check-runs" in r.path or "/issues/" in r.path]
+                   if ("/pulls" in r.path or "check-runs" in r.path or "/issues/" in r.path)
+                   and not r.path.startswith("/repos/acme/.github/")]
     assert about_pulls == []
+    assert [r.conclusion for r in pulls.check_runs(st, "acme/.github", push["after"])] == \
+        ["success"]
 
     # block-prs leaves the AGENTS.md policy: its check run stops blocking the open pull
     # request at once; the closed one is left alone.

@@ -31,6 +31,7 @@ from urllib.parse import quote
 import gidgethub
 
 from app.actions.base import ActionContext, Outcome, marker, transition_marker
+from app.config.scope import EXEMPT
 from app.github.paths import repo_path
 from app.issue_text import TemplateProblem, render_template
 
@@ -380,7 +381,9 @@ class CreateIssue:
                             f"{reason} Closing this issue about **{v.policy}**."
                             if reason else f"The repository now complies with "
                                            f"**{v.policy}**. Closing.")
-        await _patch(ctx, repo, number, {"state": "closed", "state_reason": "completed"})
+        # Exempt: closed as "not planned" (the failure stands; it is accepted for a while).
+        await _patch(ctx, repo, number, {"state": "closed", "state_reason":
+                                         "not_planned" if v.state == EXEMPT else "completed"})
         return Outcome("success", f"closed issue {_ref(ctx, repo, number)}",
                        issue.get("html_url"), updates)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from app.actions.base import ActionContext, Outcome
+from app.config.scope import EXEMPT
 
 
 class LogOnly:
@@ -15,6 +16,8 @@ class LogOnly:
         v = ctx.violation
         if v.state == "open":
             return Outcome("success", f"violation opened: {v.message}")
+        if v.state == EXEMPT:
+            return Outcome("success", f"violation exempt: {v.closed_reason or v.message}")
         return Outcome("success", "violation resolved")
 
 

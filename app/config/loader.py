@@ -24,7 +24,8 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.scalarstring import LiteralScalarString
 
-from app.config.models import OrgConfig, describe_value
+from app.config.models import OrgConfig, PolicyConfig, describe_value
+from app.policies import REGISTRY
 from app.yamlsafe import MAX_VALUES, YAMLBoundsError, load_roundtrip
 
 __all__ = ["MAX_VALUES", "ConfigError", "ConfigProblem", "parse_config"]
@@ -390,7 +391,7 @@ class _Parser:
             if kind not in _KEY_ERRORS and self._claimed(loc):
                 continue
             found, line, col = _locate(data, loc)
-            message = _message(kind, loc, err)
+            message = _message(kind, loc, err, data)
             if kind == "template" and line is not None and found == loc:
                 line = _template_line(data, loc, line, message)
             self.add(line, col, found, message)
@@ -479,13 +480,25 @@ def _kind_sample(data: Any) -> Any:
 # -- turning pydantic errors into messages -------------------------------------------------
 
 
-def _model_at(loc: Sequence[PathStep]) -> type[BaseModel] | None:
-    """The model whose fields the mapping at `loc` holds (OrgConfig at the root)."""
+def _model_at(loc: Sequence[PathStep], root: Any = None) -> type[BaseModel] | None:
+    """The model whose fields the mapping at `loc` holds (OrgConfig at the root). A
+    policy's `params` holds its type's parameters (found through `root`, the data)."""
     model: type[BaseModel] | None = OrgConfig
+    node = root
     for step in loc:
         if model is None:
             return None
+        parent = node
+        try:
+            node = node[step] if node is not None else None
+        except (KeyError, IndexError, TypeError):
+            node = None
         if isinstance(step, int):
+            continue
+        if model is PolicyConfig and step == "params":
+            kind = parent.get("type") if isinstance(parent, dict) else None
+            policy = REGISTRY.get(kind) if isinstance(kind, str) else None
+            model = policy.Params if policy is not None else None
             continue
         field = next((f for n, f in model.model_fields.items() if (f.alias or n) == step), None)
         if field is None:
@@ -510,11 +523,13 @@ def _keys(model: type[BaseModel]) -> list[str]:
     return [f.alias or n for n, f in model.model_fields.items()]
 
 
-def _unknown_key(key: PathStep, parent: Sequence[PathStep]) -> str:
-    model = _model_at(parent)
+def _unknown_key(key: PathStep, parent: Sequence[PathStep], root: Any = None) -> str:
+    model = _model_at(parent, root)
     if model is None:
         return f"unknown key {key!r}"
     valid = _keys(model)
+    if not valid:
+        return f"unknown key {key!r} (this takes no keys: the policy type has no parameters)"
     if isinstance(key, str):
         close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
         if close:
@@ -531,13 +546,13 @@ def _unknown_key(key: PathStep, parent: Sequence[PathStep]) -> str:
     return f"unknown key {key!r} (valid keys: {', '.join(sorted(valid))})"
 
 
-def _message(kind: str, loc: tuple[PathStep, ...], err: Any) -> str:
+def _message(kind: str, loc: tuple[PathStep, ...], err: Any, root: Any = None) -> str:
     value = err.get("input")
     got = describe_value(value)
     if kind == "missing":
         return f"missing required key {loc[-1]!r}"
     if kind in _KEY_ERRORS:
-        return _unknown_key(loc[-1], loc[:-1])
+        return _unknown_key(loc[-1], loc[:-1], root)
     if kind == "string_type":
         hint = "" if value is None or isinstance(value, dict | list) else "; quote it"
         return f"expected a string, got {got}{hint}"

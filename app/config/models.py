@@ -11,13 +11,21 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SerializeAsAny,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from app.config.channels import NotifyChannel
 from app.config.fields import Model, describe_value, max_len, non_blank
 from app.config.fields import config_error as _error
+from app.config.scope import Exemption, Target, Targeting, check_policy_names
 from app.issue_text import TemplateProblem, check_template
-from app.policies import REGISTRY, Policy
+from app.policies import REGISTRY, Needs, Params, Policy, RepoSnapshot, Result
 
 __all__ = [
     "ACTION_NAMES",
@@ -26,12 +34,14 @@ __all__ = [
     "ActionSettings",
     "BlockPrsDetails",
     "Defaults",
+    "Exemption",
     "FixDetails",
     "IssueDetails",
     "NotifyChannel",
     "OrgConfig",
     "PolicyConfig",
     "PrCommentDetails",
+    "Target",
     "describe_value",
     "normalize_action",
 ]
@@ -219,8 +229,8 @@ class ActionSettings(Model):
         return value
 
 
-class Defaults(ActionSettings):
-    """`defaults:` at the top of the config: settings every policy inherits."""
+class Defaults(ActionSettings, Targeting):
+    """`defaults:` at the top of the config: settings and targeting every policy inherits."""
 
 
 class FixDetails(Model):
@@ -253,8 +263,8 @@ class Effective:
     issue_repo: str | None
 
 
-class PolicyConfig(ActionSettings):
-    """One entry of `policies`: which check runs and what happens on a violation."""
+class PolicyConfig(ActionSettings, Targeting):
+    """One entry of `policies`: which check runs, where, and what happens on a violation."""
 
     name: str
     type: str
@@ -271,11 +281,29 @@ class PolicyConfig(ActionSettings):
     # File this policy's issues in this repository of the organization instead.
     issue_repo: str | None = None
     fix_details: FixDetails | None = None
+    # The type's parameters (its own model: `params_model`); validated by type.
+    # SerializeAsAny: dumped (policy_key, fingerprints) with the type's own fields.
+    params: SerializeAsAny[Params] = Field(default=None, validate_default=True)
 
     @field_validator("issue_repo")
     @classmethod
     def _issue_repo(cls, value: str | None) -> str | None:
         return None if value is None else _repo_name(value, "issue_repo")
+
+    @field_validator("params", mode="plain")
+    @classmethod
+    def _params(cls, value: Any, info: ValidationInfo) -> Params | None:
+        policy = REGISTRY.get(str(info.data.get("type")))
+        if policy is None:
+            return None  # the type is reported as unknown
+        if isinstance(value, policy.Params):
+            return value
+        model: type[Params] = policy.Params
+        if value is not None and not isinstance(value, dict):
+            raise _error("params_type", f"expected a mapping of the parameters of "
+                                        f"{policy.type!r}, got {describe_value(value)}")
+        # Errors come back located under `params`, one per key (a misspelt one included).
+        return model.model_validate(value or {})
 
     @field_validator("name")
     @classmethod
@@ -324,6 +352,15 @@ class PolicyConfig(ActionSettings):
         """The registered policy implementation for `type`."""
         return REGISTRY[self.type]
 
+    @property
+    def needs(self) -> Needs:
+        """What this policy reads, with its parameters."""
+        return self.policy.needs_for(self.params)
+
+    def evaluate(self, snapshot: RepoSnapshot) -> Result:
+        """The policy's result (unknown when GitHub would not give a source's data)."""
+        return self.policy.judge(snapshot, self.params)
+
     def not_enforced_actions(self) -> tuple[str, ...]:
         return tuple(a for a in self.actions if a not in ENFORCED_ACTIONS)
 
@@ -345,6 +382,27 @@ class OrgConfig(Model):
     defaults: Defaults = Defaults()
     # Slack / signed-webhook channels told when violations open or resolve (app/notify).
     notify: tuple[NotifyChannel, ...] = ()
+    # Repositories let off policies for a reason, usually until a date (app/config/scope.py).
+    exemptions: tuple[Exemption, ...] = ()
+    # Repositories may exempt themselves in `.github/policy-exemptions.yaml` (with a reason
+    # and an expiry at most a year ahead).
+    allow_repo_exemptions: bool = False
+
+    @field_validator("exemptions")
+    @classmethod
+    def _exemption_refs(cls, value: tuple[Exemption, ...], info: ValidationInfo
+                        ) -> tuple[Exemption, ...]:
+        policies = info.data.get("policies")
+        if policies is not None:
+            check_policy_names(value, {p.name for p in policies})
+        return value
+
+    def target(self, policy: PolicyConfig) -> Target:
+        """The policy's targeting with `defaults:` applied."""
+        return Target.of(policy, self.defaults)
+
+    def scans_forks(self) -> bool:
+        return any(self.target(p).fork for p in self.policies)
 
     @field_validator("issue_repo")
     @classmethod

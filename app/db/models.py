@@ -158,7 +158,7 @@ class Violation(Base):
     )
     policy: Mapped[str] = mapped_column(String(255))  # the config's policy name
     policy_type: Mapped[str] = mapped_column(String(64))
-    state: Mapped[str] = mapped_column(String(16))  # open / resolved
+    state: Mapped[str] = mapped_column(String(16))  # open / resolved / exempt (scope.EXEMPT)
     message: Mapped[str] = mapped_column(Text, default="")
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from app.plugins import discover
-from app.policies.base import Needs, Policy, RepoSnapshot, Result
+from app.policies.base import Needs, Params, Policy, RepoSnapshot, Result
 
-__all__ = ["REGISTRY", "Needs", "Policy", "RepoSnapshot", "Result", "get_policy"]
+__all__ = ["REGISTRY", "Needs", "Params", "Policy", "RepoSnapshot", "Result", "get_policy"]
 
 
 REGISTRY: dict[str, Policy] = dict(sorted(

@@ -1,28 +1,42 @@
-"""What a policy is: a declaration of the data it needs and a pure evaluate()."""
+"""What a policy is: its parameters, a declaration of the data it needs, and a pure
+evaluate()."""
 
 from __future__ import annotations
 
+import builtins
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
+from pydantic import BaseModel, ConfigDict
+
+from app.sources.base import Needs, SourceUnreadable
+
+__all__ = [
+    "DOCS_URL",
+    "MAX_FILE_BYTES",
+    "FileRemedy",
+    "Needs",
+    "NoParams",
+    "Params",
+    "Policy",
+    "PolicyBase",
+    "Remedy",
+    "RepoSnapshot",
+    "Result",
+    "SettingRemedy",
+    "SourceUnreadable",
+    "remedy_of",
+]
+
+# Where each policy type's reference lives; messages link to `DOCS_URL#<type>`.
+DOCS_URL = ("https://github.com/policy-enforcer/policy-enforcer/blob/main/docs/"
+            "configuration.md")
+
 # Files larger than this are not downloaded (RepoSnapshot.too_large); GitHub's contents
 # API inlines files up to this size, so one request reads any file below it.
 MAX_FILE_BYTES = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Needs:
-    """Data a policy reads; the snapshot layer fetches the union once per repository."""
-
-    files: frozenset[str] = frozenset()
-    workflow_permissions: bool = False
-
-    def __or__(self, other: Needs) -> Needs:
-        return Needs(
-            files=self.files | other.files,
-            workflow_permissions=self.workflow_permissions or other.workflow_permissions,
-        )
 
 
 @dataclass(frozen=True)
@@ -42,6 +56,12 @@ class RepoSnapshot:
     # path -> size in bytes, for files over MAX_FILE_BYTES: not downloaded, so in `files`
     # they are present with empty text. A policy that reads content checks here first.
     too_large: Mapping[str, int] = field(default_factory=dict)
+    # Source name -> its view (app/sources/*.py), for the sources the policies declared;
+    # read through the source (`SOURCE.of(snapshot)`).
+    data: Mapping[str, Any] = field(default_factory=dict)
+    # When the snapshot was taken (epoch seconds): policies about time compare to this,
+    # never to the clock, so they stay pure.
+    taken_at: float = field(default_factory=time.time)
 
     def file(self, path: str) -> str | None:
         if path not in self.files:
@@ -79,11 +99,57 @@ class Result:
     # What is wrong and how to fix it; shown in issues, comments and logs.
     message: str
     details: dict[str, Any] = field(default_factory=dict)
+    # The policy could not judge (GitHub would not give the data): its violation, if any,
+    # stays as it was; `message` says why.
+    unknown: bool = False
+
+
+class Params(BaseModel):
+    """A policy type's parameters (`params:` in the config): typed, and a misspelt key is
+    an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoParams(Params):
+    """For types without parameters."""
+
+
+NO_PARAMS = NoParams()
 
 
 class Policy(Protocol):
     type: ClassVar[str]
     title: ClassVar[str]
-    needs: ClassVar[Needs]
+    Params: ClassVar[builtins.type[Params]]
+    # Parameters for the docs' example (valid for Params).
+    example: ClassVar[dict[str, Any]]
 
-    def evaluate(self, snapshot: RepoSnapshot) -> Result: ...
+    def needs_for(self, params: Any) -> Needs: ...
+
+    def evaluate(self, snapshot: RepoSnapshot, params: Any = ...) -> Result: ...
+
+    def judge(self, snapshot: RepoSnapshot, params: Any) -> Result: ...
+
+
+class PolicyBase:
+    """Defaults for a policy type: no parameters, fixed needs (`needs`)."""
+
+    Params: ClassVar[type[Params]] = NoParams
+    example: ClassVar[dict[str, Any]] = {}
+    needs: ClassVar[Needs] = Needs()
+
+    def needs_for(self, params: Any) -> Needs:
+        """What to fetch for these parameters (types whose needs depend on them override)."""
+        return self.needs
+
+    def evaluate(self, snapshot: RepoSnapshot, params: Any = None) -> Result:
+        raise NotImplementedError
+
+    def judge(self, snapshot: RepoSnapshot, params: Any) -> Result:
+        """evaluate(), with a source GitHub would not give turned into an unknown result."""
+        try:
+            result = self.evaluate(snapshot, params)
+        except SourceUnreadable as exc:
+            return Result(True, f"Not checked: {exc}.", {"unreadable": str(exc)}, unknown=True)
+        return result

@@ -6,20 +6,29 @@ from typing import ClassVar
 
 from ruamel.yaml.error import YAMLError
 
-from app.policies.base import MAX_FILE_BYTES, Needs, Remedy, RepoSnapshot, Result
+from app.policies.base import (
+    MAX_FILE_BYTES,
+    NO_PARAMS,
+    Needs,
+    NoParams,
+    PolicyBase,
+    Remedy,
+    RepoSnapshot,
+    Result,
+)
 from app.yamlsafe import YAMLBoundsError, describe_error, load_all, size_over
 
 PATH = "catalog-info.yaml"
 
 
-class CatalogInfoHasOwner:
+class CatalogInfoHasOwner(PolicyBase):
     type: ClassVar[str] = "catalog_info_has_owner"
     title: ClassVar[str] = "catalog-info.yaml names an owner"
     needs: ClassVar[Needs] = Needs(files=frozenset({PATH}))
     # No automatic fix: the owning team is a person's choice (`fix` logs that it skipped).
     remedy: ClassVar[Remedy | None] = None
 
-    def evaluate(self, snapshot: RepoSnapshot) -> Result:
+    def evaluate(self, snapshot: RepoSnapshot, params: NoParams = NO_PARAMS) -> Result:
         text = snapshot.file(PATH)
         if text is None:
             # has_catalog_info_yaml reports the missing file; one problem, one issue.

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from app.policies.base import Needs, Remedy, RepoSnapshot, Result, SettingRemedy
+from app.policies.base import (
+    NO_PARAMS,
+    Needs,
+    NoParams,
+    PolicyBase,
+    Remedy,
+    RepoSnapshot,
+    Result,
+    SettingRemedy,
+)
 
 
-class CorrectWorkflowPermissions:
+class CorrectWorkflowPermissions(PolicyBase):
     type: ClassVar[str] = "correct_workflow_permissions"
     title: ClassVar[str] = "Workflows get a read-only GITHUB_TOKEN by default"
     needs: ClassVar[Needs] = Needs(workflow_permissions=True)
     remedy: ClassVar[Remedy | None] = SettingRemedy("default_workflow_permissions", "read")
 
-    def evaluate(self, snapshot: RepoSnapshot) -> Result:
+    def evaluate(self, snapshot: RepoSnapshot, params: NoParams = NO_PARAMS) -> Result:
         perms = snapshot.workflow_permissions
         if perms is None:
             return Result(True, "GitHub Actions is disabled; no workflow token to restrict.")

@@ -4,18 +4,27 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from app.policies.base import FileRemedy, Needs, Remedy, RepoSnapshot, Result
+from app.policies.base import (
+    NO_PARAMS,
+    FileRemedy,
+    Needs,
+    NoParams,
+    PolicyBase,
+    Remedy,
+    RepoSnapshot,
+    Result,
+)
 
 PATH = "AGENTS.md"
 
 
-class HasAgentsMd:
+class HasAgentsMd(PolicyBase):
     type: ClassVar[str] = "has_agents_md"
     title: ClassVar[str] = "Repository has an AGENTS.md file"
     needs: ClassVar[Needs] = Needs(files=frozenset({PATH}))
     remedy: ClassVar[Remedy | None] = FileRemedy(PATH)
 
-    def evaluate(self, snapshot: RepoSnapshot) -> Result:
+    def evaluate(self, snapshot: RepoSnapshot, params: NoParams = NO_PARAMS) -> Result:
         if snapshot.file(PATH) is not None:
             return Result(True, f"`{PATH}` is present.")
         return Result(

@@ -4,18 +4,27 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from app.policies.base import FileRemedy, Needs, Remedy, RepoSnapshot, Result
+from app.policies.base import (
+    NO_PARAMS,
+    FileRemedy,
+    Needs,
+    NoParams,
+    PolicyBase,
+    Remedy,
+    RepoSnapshot,
+    Result,
+)
 
 PATH = "catalog-info.yaml"
 
 
-class HasCatalogInfoYaml:
+class HasCatalogInfoYaml(PolicyBase):
     type: ClassVar[str] = "has_catalog_info_yaml"
     title: ClassVar[str] = "Repository has a catalog-info.yaml file"
     needs: ClassVar[Needs] = Needs(files=frozenset({PATH}))
     remedy: ClassVar[Remedy | None] = FileRemedy(PATH)
 
-    def evaluate(self, snapshot: RepoSnapshot) -> Result:
+    def evaluate(self, snapshot: RepoSnapshot, params: NoParams = NO_PARAMS) -> Result:
         # A file too large to download is present too; catalog_info_has_owner reports it.
         if snapshot.file(PATH) is not None:
             return Result(True, f"`{PATH}` is present.")

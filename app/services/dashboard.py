@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, case, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.config.scope import EXEMPT
 from app.db.models import ActionLog, ComplianceDay, Repository, Scan, Violation, utcnow
 from app.services.paging import EXPORT_LIMIT, MAX_PER_PAGE, PER_PAGE, like_pattern, positive_number
 
@@ -288,7 +289,8 @@ async def repository_detail(db: AsyncSession, installation_id: int, full_name: s
         return None
     violations = list(await db.scalars(
         select(Violation).where(Violation.repository_id == repo.id)
-        .order_by(case((Violation.state == "open", 0), else_=1), Violation.policy)))
+        .order_by(case((Violation.state == "open", 0), (Violation.state == EXEMPT, 1),
+                       else_=2), Violation.policy)))
     actions = list(await db.scalars(
         select(ActionLog).where(ActionLog.installation_id == installation_id,
                                 ActionLog.repository_id == repo.id)

@@ -34,9 +34,10 @@ from app.config import OrgConfig, PolicyConfig
 from app.db.models import ActionLog, Installation, PullCheck, Repository
 from app.github.errors import describe_error
 from app.github.paths import repo_path
-from app.policies import Needs, RepoSnapshot
+from app.policies import Needs, RepoSnapshot, Result
 from app.services.config import config_for
 from app.services.context import Services
+from app.services.judging import judge, policy_needs
 from app.services.links import repo_page_url
 from app.services.pull_events import MERGE_GROUP_TTL, merge_group_key, pull_key
 from app.services.pull_publish import BLOCK, CheckTarget, digest, set_check_runs, set_comment
@@ -65,6 +66,7 @@ class PullPlan:
     dry: tuple[tuple[PolicyConfig, str], ...]  # (policy, action) only logged (dry run)
     needs: Needs
     fingerprint: str
+    cfg: OrgConfig | None = None
 
 
 def commit_key(repo_id: int, sha: str) -> str:
@@ -79,13 +81,15 @@ def plan_of(cfg: OrgConfig | None) -> PullPlan:
     dry: list[tuple[PolicyConfig, str]] = []
     needs = Needs()
     shape: list[Any] = []
-    for pc in cfg.policies if cfg is not None else ():
+    if cfg is None:
+        return PullPlan((), {}, (), (), needs, hashlib.sha256(b"[]").hexdigest(), None)
+    for pc in cfg.policies:
         actions = [a for a in (BLOCK, COMMENT) if a in pc.actions]
         if not actions:
             continue
         policies.append(pc)
-        needs = needs | pc.policy.needs
-        dry_run = cfg is not None and cfg.effective(pc).dry_run
+        needs = needs | policy_needs(cfg, pc)
+        dry_run = cfg.effective(pc).dry_run
         name = pc.block_prs_details.status_check_name if pc.block_prs_details else CHECK_NAME
         for action in actions:
             if dry_run:
@@ -95,10 +99,13 @@ def plan_of(cfg: OrgConfig | None) -> PullPlan:
             else:
                 commenting.append(pc)
         shape.append([pc.name, pc.type, actions, dry_run, name,
-                      pc.pr_comment_details.message if pc.pr_comment_details else None])
+                      pc.pr_comment_details.message if pc.pr_comment_details else None,
+                      pc.params.model_dump(mode="json"), repr(cfg.target(pc)),
+                      [e.model_dump(mode="json") for e in cfg.exemptions
+                       if "*" in e.policies or pc.name in e.policies]])
     fingerprint = hashlib.sha256(json.dumps(shape).encode()).hexdigest()
     return PullPlan(tuple(policies), {k: tuple(v) for k, v in checks.items()}, tuple(commenting),
-                tuple(dry), needs, fingerprint)
+                tuple(dry), needs, fingerprint, cfg)
 
 
 def _known_settings(repo: Repository, stored: dict[str, Any], plan: PullPlan
@@ -133,15 +140,32 @@ async def _read_settings(t: CheckTarget, plan: PullPlan) -> dict[str, Any]:
 
 async def _judge(t: CheckTarget, plan: PullPlan, settings: dict[str, Any]) -> list[Judged]:
     perms = settings.get("workflow_permissions")
-    if plan.needs.files:
-        got = await fetch_one(t.gh, t.repo.id, t.repo.full_name,
-                              Needs(files=plan.needs.files), ref=t.sha)
+    # Read at the pull request's head: files, and the other sources (settings and rules
+    # are the repository's; files, workflows and the tree are the head's).
+    wanted = replace(plan.needs, workflow_permissions=False)
+    if wanted.files or wanted.sources:
+        got = await fetch_one(t.gh, t.repo.id, t.repo.full_name, wanted, ref=t.sha)
         snap = replace(got.snapshot, workflow_permissions=perms)
     else:
         snap = RepoSnapshot(id=t.repo.id, full_name=t.repo.full_name,
                             default_branch=t.repo.default_branch,
                             visibility=t.repo.visibility, workflow_permissions=perms)
-    return [Judged(pc, pc.policy.evaluate(snap)) for pc in plan.policies]
+    if plan.cfg is None:
+        return []
+    # Out-of-scope policies are left out; an exempt failure passes, saying so (only the
+    # org config's exemptions count here: the head could carry an exemptions file).
+    judged = judge(plan.cfg, snap, plan.policies, repo_file=False)
+    out = []
+    for pc in plan.policies:
+        result = judged.results.get(pc.name)
+        if result is None:
+            continue
+        exemption = judged.exempt.get(pc.name)
+        if exemption is not None:
+            result = Result(True, f"{exemption['text']}: {result.message}",
+                            {**result.details, "exemption": exemption})
+        out.append(Judged(pc, result))
+    return out
 
 
 # ----------------------------------------------------------------------------- the jobs

@@ -18,6 +18,8 @@ from sqlalchemy.exc import IntegrityError
 
 from app.db.models import PullCheck, Repository
 from app.services import fixes
+from app.services.config import CONFIG_REPO
+from app.services.config_checks import request_config_check
 from app.services.context import Services
 from app.services.queue import ahead_of_bulk, enqueue_coalesced
 from app.services.store import ensure_installation, upsert_repository
@@ -143,6 +145,11 @@ async def on_pull_request(svc: Services, p: Payload) -> str:
     await record_pull(svc, inst_id, repo.id, number, head_sha=str(pr["head"]["sha"]),
                       state="open", updated_at=pr.get("updated_at"))
     await request_pull_check(svc, inst_id, repo.id, number, f"webhook:pull_request.{action}")
+    if repo.full_name.rsplit("/", 1)[-1] == CONFIG_REPO:
+        # A change to the config: its own check, with a preview of what it would change.
+        await request_config_check(svc, inst_id, repo.id, str(pr["head"]["sha"]), number,
+                                   str((pr.get("base") or {}).get("sha") or "") or None)
+        return "check and config preview queued"
     return "check queued"
 
 

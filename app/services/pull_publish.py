@@ -61,6 +61,8 @@ class CheckTarget:
 def _run_body(out: CheckOutput, details_url: str | None) -> dict[str, Any]:
     body: dict[str, Any] = {"status": "completed", "conclusion": out.conclusion,
                             "output": {"title": out.title, "summary": out.summary}}
+    if out.annotations:
+        body["output"]["annotations"] = list(out.annotations[:50])
     if details_url:
         body["details_url"] = details_url
     return body
@@ -88,7 +90,7 @@ async def _existing_run(t: CheckTarget, name: str) -> dict[str, Any] | None:
     return max(runs, key=lambda r: int(r["id"])) if runs else None
 
 
-async def _set_run(t: CheckTarget, name: str, out: CheckOutput, stored: dict[str, Any] | None
+async def set_check_run(t: CheckTarget, name: str, out: CheckOutput, stored: dict[str, Any] | None
                    ) -> tuple[dict[str, Any], str | None]:
     """Make the check run `name` on the commit show `out`. Returns its record and, when
     something was written, the check run's URL."""
@@ -122,7 +124,7 @@ async def set_check_runs(t: CheckTarget, checks: Mapping[str, Sequence[PolicyCon
     runs: dict[str, Any] = {}
     for name, policies in checks.items():
         out = check_output([by_name[pc.name] for pc in policies], t.sha, t.details_url)
-        runs[name], url = await _set_run(t, name, out, stored.get(name))
+        runs[name], url = await set_check_run(t, name, out, stored.get(name))
         if url is not None:
             await on_write(BLOCK, policies, f"check run `{name}` on {t.label}: "
                                             f"{out.conclusion} ({out.title})", url)
@@ -130,7 +132,7 @@ async def set_check_runs(t: CheckTarget, checks: Mapping[str, Sequence[PolicyCon
         # A check run no policy reports in any more must not keep blocking the commit.
         if name in runs or old.get("sha") != t.sha or old.get("conclusion") == "neutral":
             continue
-        runs[name], url = await _set_run(t, name, _RETIRED, old)
+        runs[name], url = await set_check_run(t, name, _RETIRED, old)
         if url is not None:
             await on_write(BLOCK, (), f"check run `{name}` on {t.label}: neutral "
                                       "(no policy reports in it any more)", url)

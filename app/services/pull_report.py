@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from app.config import PolicyConfig
 from app.policies import Result
@@ -34,6 +35,9 @@ class CheckOutput:
     conclusion: str  # success / failure
     title: str
     summary: str
+    # Check run annotations (GitHub's shape: path, start_line, end_line, annotation_level,
+    # message); at most 50 per request.
+    annotations: tuple[dict[str, Any], ...] = ()
 
 
 def on_head(message: str) -> str:

@@ -14,20 +14,21 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import String, cast, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import OrgConfig, PolicyConfig
+from app.config.scope import EXEMPT
 from app.db.models import Installation, Repository, Scan, Violation, utcnow
 from app.github.errors import RateLimited
 from app.notify.outbox import record_events
-from app.policies import REGISTRY, Needs, RepoSnapshot, Result
+from app.policies import Needs, RepoSnapshot, Result
 from app.services import filing
 from app.services.config import CONFIG_PATH, DELETED, config_for, refresh_config
 from app.services.context import Services
 from app.services.dashboard import record_compliance_day
+from app.services.judging import Judgement, judge, needs_of
 from app.services.pull_events import recheck_open_pulls
 from app.services.queue import release_many, try_lock_many
 from app.services.reconcile import HELD, RESPECTED, pending_actions, release_holds
@@ -39,12 +40,8 @@ from app.services.scan_requests import (
     request_repo_scan,
     scan_key,
 )
-from app.services.snapshot import (
-    Fetched,
-    fetch_one,
-    fetch_snapshots,
-    version_of,
-)
+from app.services.snapshot import Fetched, fetch_one, fetch_snapshots
+from app.services.snapshot_cache import cache_of, cached_snapshot
 from app.services.store import (
     count_scan,
     ensure_installation,
@@ -57,8 +54,6 @@ log = logging.getLogger(__name__)
 
 # Repositories per scan_batch job (and per GraphQL query).
 BATCH_SIZE = 100
-# Largest set of file texts kept to re-evaluate an unchanged repository without reading it.
-SNAPSHOT_CACHE_MAX = 64 * 1024
 async def scan_installation(svc: Services, installation_id: int, trigger: str,
                             reload_config: bool = True, *, scan_id: int | None = None,
                             on_created: Callable[[int], Awaitable[None]] | None = None
@@ -126,6 +121,7 @@ class RepoScanResult:
     resolved: int = 0
     results: dict[str, Result] = field(default_factory=dict)
     reason: str = ""
+    judged: Judgement | None = None
 
 
 @dataclass
@@ -140,19 +136,15 @@ class BatchOutcome:
 
 
 def _needs(cfg: OrgConfig) -> Needs:
-    # The repository's own settings file (reminder interval) is read with its policies' files.
-    needs = Needs(files=frozenset({OVERRIDES_PATH}))
-    for pc in cfg.policies:
-        needs = needs | REGISTRY[pc.type].needs
-    return needs
+    return needs_of(cfg)
 
 
 def _org(inst: Installation) -> str | None:
     return inst.account_login if inst.account_type == "Organization" else None
 
 
-def _evaluate(cfg: OrgConfig, snapshot: RepoSnapshot) -> dict[str, Result]:
-    return {pc.name: REGISTRY[pc.type].evaluate(snapshot) for pc in cfg.policies}
+def _evaluate(cfg: OrgConfig, snapshot: RepoSnapshot) -> Judgement:
+    return judge(cfg, snapshot)
 
 
 async def _reload_config(svc: Services, installation_id: int, *, only_unknown: bool) -> None:
@@ -197,9 +189,10 @@ async def scan_repository(svc: Services, installation_id: int, repo_id: int) -> 
         return RepoScanResult("not-configured", repo.full_name,
                               reason=f"config is {inst.config_status}; nothing is enforced")
     gh = svc.github.installation(installation_id)
-    got = await fetch_one(gh, repo.id, repo.full_name, _needs(cfg), org=_org(inst))
+    got = await fetch_one(gh, repo.id, repo.full_name, _needs(cfg), org=_org(inst),
+                          forks=cfg.scans_forks())
     snapshot = got.snapshot
-    if snapshot.archived or snapshot.fork:
+    if snapshot.archived or (snapshot.fork and not cfg.scans_forks()):
         async with svc.db() as db, db.begin():
             await upsert_repository(db, installation_id, got.meta)
         if snapshot.archived:
@@ -210,57 +203,15 @@ async def scan_repository(svc: Services, installation_id: int, repo_id: int) -> 
         async with svc.db() as db, db.begin():
             _record_empty(await upsert_repository(db, installation_id, got.meta), utcnow())
         return RepoScanResult("skipped", snapshot.full_name, reason=EMPTY_REASON)
-    results = _evaluate(cfg, snapshot)
-    out = RepoScanResult("ok", snapshot.full_name, results=results)
-    to_reconcile = await _record(svc, installation_id, got, cfg, results, out)
+    judged = _evaluate(cfg, snapshot)
+    out = RepoScanResult("ok", snapshot.full_name, results=judged.results, judged=judged)
+    to_reconcile = await _record(svc, installation_id, got, cfg, judged, out)
     for vid in to_reconcile:
         await request_reconcile(svc, installation_id, vid)
     return out
 
 
 # ----------------------------------------------------------------------------- batches
-def _cached(repo: Repository, needs: Needs) -> Fetched | None:
-    """The last scan's files, when nothing can have changed since: the listing shows the
-    same pushed/updated times as when they were read, and they cover what is needed."""
-    cache = repo.snapshot_cache
-    if not cache or not repo.listed_version or cache.get("version") != repo.listed_version:
-        return None
-    files = cache.get("files")
-    if not isinstance(files, dict) or not needs.files <= files.keys() \
-            or cache.get("default_branch") != repo.default_branch:
-        return None
-    too_large = cache.get("too_large") or {}
-    snap = RepoSnapshot(id=repo.id, full_name=repo.full_name, default_branch=repo.default_branch,
-                        archived=repo.archived, fork=repo.fork, visibility=repo.visibility,
-                        files={path: files[path] for path in needs.files},
-                        too_large={p: int(n) for p, n in too_large.items() if p in needs.files})
-    # Settings are always read again; this only picks the cheaper way to read them.
-    actions = False if "workflow_permissions" in cache and \
-        cache["workflow_permissions"] is None else None
-    return Fetched(snap, {"id": repo.id, "full_name": repo.full_name}, fresh=False,
-                   actions_enabled=actions)
-
-
-def _cache_of(got: Fetched, needs: Needs, old: dict[str, Any] | None) -> dict[str, Any] | None:
-    """What to keep of a snapshot for the next scan: the files if they were read now (the
-    version they were read at), and whether Actions was disabled (a hint for how to ask)."""
-    if not got.fresh:
-        if old is None or not needs.workflow_permissions:
-            return old
-        return {**old, "workflow_permissions": got.snapshot.workflow_permissions}
-    version = version_of(got.meta.get("pushed_at"), got.meta.get("updated_at"))
-    files = dict(got.snapshot.files)
-    if version is None or sum(len(t or "") for t in files.values()) > SNAPSHOT_CACHE_MAX:
-        return None
-    cache: dict[str, Any] = {"version": version, "default_branch": got.snapshot.default_branch,
-                             "files": files}
-    if got.snapshot.too_large:
-        cache["too_large"] = dict(got.snapshot.too_large)
-    if needs.workflow_permissions:
-        cache["workflow_permissions"] = got.snapshot.workflow_permissions
-    return cache
-
-
 async def _mark(db: AsyncSession, repo_ids: Sequence[int], scan_id: int) -> None:
     if repo_ids:
         await db.execute(update(Repository).where(Repository.id.in_(list(repo_ids)))
@@ -302,7 +253,9 @@ async def scan_batch(svc: Services, installation_id: int, scan_id: int,
             await count_scan(db, scan_id, errored=len(pending))
         out.done = len(pending)
         return out
-    skipped = [r for r in pending if cfg is None or not r.present or r.archived or r.fork
+    forks = cfg is not None and cfg.scans_forks()
+    skipped = [r for r in pending if cfg is None or not r.present or r.archived
+               or (r.fork and not forks)
                or r.installation_id != installation_id]
     candidates = [r for r in pending if r not in skipped]
     keys = [scan_key(installation_id, r.id) for r in candidates]
@@ -324,12 +277,12 @@ async def scan_batch(svc: Services, installation_id: int, scan_id: int,
         if not mine or cfg is None:
             return out
         needs = _needs(cfg)
-        reuse = {r.id: c for r in mine if (c := _cached(r, needs)) is not None}
+        reuse = {r.id: c for r in mine if (c := cached_snapshot(r, needs)) is not None}
         out.reused = len(reuse)
         gh = svc.github.installation(installation_id)
         try:
             got = await fetch_snapshots(gh, [(r.id, r.full_name) for r in mine], needs,
-                                        reuse=reuse, org=org)
+                                        reuse=reuse, org=org, forks=forks)
         except RateLimited as exc:
             out.waiting, out.retry_at = [r.id for r in mine], exc.until
             return out
@@ -343,9 +296,10 @@ async def scan_batch(svc: Services, installation_id: int, scan_id: int,
                 out.retry_at = max(out.retry_at or 0.0, item.retry_at)
             else:
                 failed[rid] = item.reason
-        results: dict[int, dict[str, Result]] = {}
+        results: dict[int, Judgement] = {}
         for rid, item in fetched.items():
-            if item.snapshot.archived or item.snapshot.fork or item.meta.get("empty"):
+            if item.snapshot.archived or (item.snapshot.fork and not forks) \
+                    or item.meta.get("empty"):
                 continue
             try:
                 results[rid] = _evaluate(cfg, item.snapshot)
@@ -378,7 +332,7 @@ async def _reconcile_recorded(svc: Services, installation_id: int, cfg: OrgConfi
 
 
 async def _record_batch(svc: Services, installation_id: int, scan_id: int, cfg: OrgConfig,
-                        fetched: dict[int, Fetched], results: dict[int, dict[str, Result]],
+                        fetched: dict[int, Fetched], results: dict[int, Judgement],
                         failed: dict[int, str], out: BatchOutcome) -> list[int]:
     """Record a batch in one transaction, with its count in the scan."""
     now = utcnow()
@@ -403,9 +357,9 @@ async def _record_batch(svc: Services, installation_id: int, scan_id: int, cfg: 
                               now, repository=repo.full_name)
                 opened, resolved = opened + o, resolved + r
                 repo.last_scanned_at, repo.last_scan_status, repo.last_scan_error = now, "ok", None
-                repo.snapshot_cache = _cache_of(got, needs, repo.snapshot_cache)
+                repo.snapshot_cache = cache_of(got, needs, repo.snapshot_cache)
                 released += await _seen(db, installation_id, repo, got, cfg,
-                                        stored[repo.id].values())
+                                        stored[repo.id].values(), results[rid].notes)
             elif got.meta.get("empty"):
                 _record_empty(repo, now)
         for rid, reason in failed.items():
@@ -445,7 +399,7 @@ def _needs_reconcile(v: Violation, pc: PolicyConfig | None, cfg: OrgConfig) -> b
 
 
 def _apply(db: AsyncSession, installation_id: int, repo_id: int, cfg: OrgConfig,
-           results: dict[str, Result], stored: dict[str, Violation], now: datetime,
+           judged: Judgement, stored: dict[str, Violation], now: datetime,
            *, repository: str) -> tuple[int, int]:
     """Diff results against the repository's stored violations (updated in place, new ones
     added to `stored`); returns how many were opened and resolved. The `notify:` outbox
@@ -453,10 +407,29 @@ def _apply(db: AsyncSession, installation_id: int, repo_id: int, cfg: OrgConfig,
     by_name = {pc.name: pc for pc in cfg.policies}
     was_open = {name for name, v in stored.items() if v.state == "open"}
     opened = resolved = 0
-    for name, result in results.items():
+    for name, result in judged.results.items():
         v = stored.get(name)
         pc = by_name[name]
-        if not result.passed:
+        if result.unknown:
+            continue  # not judged (GitHub would not give the data): left as it was
+        exemption = judged.exempt.get(name)
+        if exemption is not None:
+            # Failing, and let off: visible as exempt, never as compliant; no action runs.
+            details = {**result.details, "exemption": exemption}
+            if v is None:
+                v = Violation(installation_id=installation_id, repository_id=repo_id,
+                              policy=name, policy_type=pc.type, state=EXEMPT,
+                              first_seen_at=now, resolved_at=now, reconciled={})
+                db.add(v)
+                stored[name] = v
+            elif v.state != EXEMPT:
+                if v.state == "open":
+                    resolved += 1
+                v.state, v.resolved_at = EXEMPT, now
+            v.message, v.details, v.last_seen_at = result.message, details, now
+            v.closed_reason = f"**{name}** is {exemption['text']} for this repository."
+            v.policy_type = pc.type
+        elif not result.passed:
             if v is None:
                 v = Violation(installation_id=installation_id, repository_id=repo_id,
                               policy=name, policy_type=pc.type, state="open",
@@ -466,6 +439,7 @@ def _apply(db: AsyncSession, installation_id: int, repo_id: int, cfg: OrgConfig,
                 stored[name] = v
                 opened += 1
             elif v.state != "open":
+                # Resolved, or exempt until an exemption that has now expired.
                 v.state, v.resolved_at, v.first_seen_at = "open", None, now
                 v.closed_reason = None
                 v.reconciled = {k: x for k, x in v.reconciled.items() if k != RESPECTED}
@@ -473,17 +447,21 @@ def _apply(db: AsyncSession, installation_id: int, repo_id: int, cfg: OrgConfig,
                 opened += 1
             v.message, v.details, v.last_seen_at = result.message, result.details, now
             v.policy_type = pc.type
-        elif v is not None and v.state == "open":
+        elif v is not None and v.state in ("open", EXEMPT):
+            resolved += v.state == "open"
             v.state, v.resolved_at, v.message = "resolved", now, result.message
             v.closed_reason = None
-            resolved += 1
-    # A policy removed from the config no longer holds anything open.
+    # A policy removed from the config, or whose targeting no longer takes in the
+    # repository, no longer holds anything open.
     for name, v in stored.items():
-        if name not in results and v.state == "open":
+        if name not in judged.results and v.state in ("open", EXEMPT):
+            resolved += v.state == "open"
             v.state, v.resolved_at = "resolved", now
-            v.message = v.closed_reason = \
-                f"The policy **{name}** was removed from the organization's config."
-            resolved += 1
+            why = judged.out_of_scope.get(name)
+            v.message = v.closed_reason = (
+                f"The policy **{name}** no longer applies to this repository ({why})."
+                if why is not None else
+                f"The policy **{name}** was removed from the organization's config.")
     record_events(db, installation_id, cfg, repository, [
         ("opened" if v.state == "open" else "resolved", name, v.message)
         for name, v in stored.items() if (name in was_open) != (v.state == "open")])
@@ -491,7 +469,7 @@ def _apply(db: AsyncSession, installation_id: int, repo_id: int, cfg: OrgConfig,
 
 
 async def _record(svc: Services, installation_id: int, got: Fetched, cfg: OrgConfig,
-                  results: dict[str, Result], out: RepoScanResult) -> list[int]:
+                  judged: Judgement, out: RepoScanResult) -> list[int]:
     """Diff results against stored violations; returns the violations to reconcile."""
     now = utcnow()
     by_name = {pc.name: pc for pc in cfg.policies}
@@ -499,24 +477,30 @@ async def _record(svc: Services, installation_id: int, got: Fetched, cfg: OrgCon
         await ensure_installation(db, installation_id)
         repo = await upsert_repository(db, installation_id, got.meta)
         repo.last_scanned_at, repo.last_scan_status, repo.last_scan_error = now, "ok", None
-        repo.snapshot_cache = _cache_of(got, _needs(cfg), repo.snapshot_cache)
+        repo.snapshot_cache = cache_of(got, _needs(cfg), repo.snapshot_cache)
         stored = {v.policy: v for v in await db.scalars(
             select(Violation).where(Violation.repository_id == repo.id))}
-        out.opened, out.resolved = _apply(db, installation_id, repo.id, cfg, results, stored,
+        out.opened, out.resolved = _apply(db, installation_id, repo.id, cfg, judged, stored,
                                           now, repository=repo.full_name)
-        released = await _seen(db, installation_id, repo, got, cfg, stored.values())
+        released = await _seen(db, installation_id, repo, got, cfg, stored.values(),
+                               judged.notes)
         await db.flush()
         return [v.id for v in stored.values()
                 if _needs_reconcile(v, by_name.get(v.policy), cfg)] + released
 
 
 async def _seen(db: AsyncSession, installation_id: int, repo: Repository, got: Fetched,
-                cfg: OrgConfig, own: Iterable[Violation]) -> list[int]:
-    """What the snapshot says beyond the policies: the repository's own settings file, and
+                cfg: OrgConfig, own: Iterable[Violation], notes: Sequence[str] = ()
+                ) -> list[int]:
+    """What the snapshot says beyond the policies: the repository's own settings file (and
+    `notes` on its exemptions file, shown with the settings file's), and
     whether it has issues enabled, which lifts the holds of actions that found them
     disabled (its own violations', and, for an issue repository, those of every violation
     filed there). Returns the other repositories' violations to reconcile."""
     repo.overrides = parse_overrides(got.snapshot.files.get(OVERRIDES_PATH), cfg)
+    if notes:
+        kept = repo.overrides or {}
+        repo.overrides = {**kept, "notes": [*kept.get("notes", []), *notes]}
     if not got.meta.get("has_issues"):
         return []
     release_holds(own, repo.full_name)

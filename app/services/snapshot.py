@@ -18,6 +18,11 @@ Decisions:
   ~512 KB: asking for sizes first would cost a second query per batch.)
 - Snapshots passed in `reuse` (files known unchanged) skip GraphQL; only REST extras
   are fetched for them.
+- Every other kind of data is a source (app/sources/): its GraphQL selections join the
+  repository fragment only when an enabled policy needs it, and its REST reads run with the
+  repository's other REST reads, through `GitHubReader`. A source GitHub refuses (403) is an
+  `Unreadable` view, which the policies that read it report as not checked; any other
+  failure fails the repository's snapshot, as a failed file read does.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from app.github.errors import RateLimited
 from app.github.paths import repo_path, segment
 from app.policies import Needs, RepoSnapshot
 from app.policies.base import MAX_FILE_BYTES
+from app.sources import SOURCES, Reply, RepoRef, Source
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +179,40 @@ async def fetch_workflow_permissions_probing(gh: GitHubAPI, full_name: str) -> s
     return await fetch_workflow_permissions(gh, full_name)
 
 
+class GitHubReader:
+    """`app.sources.Reader` over the GitHub client, bound to one repository."""
+
+    def __init__(self, gh: GitHubAPI, full_name: str) -> None:
+        self.gh = gh
+        self.base = repo_path(full_name)
+
+    def _url(self, path: str) -> str:
+        if path.startswith("/"):
+            return path
+        return f"{self.base}/{path}" if path else self.base
+
+    async def get(self, path: str, *, expect: tuple[int, ...] = (404,)) -> Reply:
+        try:
+            return Reply(200, await self.gh.getitem(self._url(path)))
+        except gidgethub.HTTPException as exc:
+            if int(exc.status_code) in expect:
+                return Reply(int(exc.status_code))
+            raise
+
+    async def get_all(self, path: str, *, expect: tuple[int, ...] = (404,)
+                      ) -> tuple[int, list[Any]]:
+        try:
+            return 200, [item async for item in self.gh.getiter(self._url(path))]
+        except gidgethub.HTTPException as exc:
+            if int(exc.status_code) in expect:
+                return int(exc.status_code), []
+            raise
+
+
+def sources_of(needs: Needs) -> list[Source[Any]]:
+    return [SOURCES[name] for name in sorted(needs.sources)]
+
+
 # ----------------------------------------------------------------------------- GraphQL
 def _rate_limited(body: Mapping[str, Any]) -> bool:
     errors = body.get("errors")
@@ -204,8 +244,8 @@ _REPO_FIELDS = ("databaseId nameWithOwner isArchived isFork visibility pushedAt 
                 "createdAt isEmpty hasIssuesEnabled defaultBranchRef { name }")
 
 
-def build_query(repos: Sequence[str], paths: Sequence[str], ref: str = "HEAD"
-                ) -> tuple[str, dict[str, Any]]:
+def build_query(repos: Sequence[str], paths: Sequence[str], ref: str = "HEAD",
+                needs: Needs | None = None) -> tuple[str, dict[str, Any]]:
     """The batch query for `repos` (full names) and its variables. Aliases: rN per
     repository, fN per path; every value travels as a variable, so nothing needs escaping.
     `ref`: where files are read, the default branch (HEAD) or a commit SHA (a pull
@@ -229,6 +269,11 @@ def build_query(repos: Sequence[str], paths: Sequence[str], ref: str = "HEAD"
         # The commit itself: a missing file and a commit GitHub does not have (yet) differ.
         variables["at"] = ref
         files.append("  at: object(expression: $at) { oid }")
+    for source in sources_of(needs or Needs()):
+        selections, own = source.graphql(needs or Needs(), ref)
+        if selections:
+            files.append(f"  {selections}")
+            variables.update(own)
     decls = ", ".join(f"${k}: String!" for k in variables)
     query = (f"query Snapshots({decls}) {{\n  rateLimit {{ cost remaining resetAt }}\n"
              + "\n".join(lines) + "\n}\n"
@@ -248,10 +293,12 @@ class _Partial:
     meta: dict[str, Any]
     truncated: list[str]
     actions_enabled: bool | None = None
+    # Source name -> what GraphQL gave for it (finished by the source's REST reads).
+    pending: dict[str, Any] = field(default_factory=dict)
 
 
 def _parse_repo(repo_id: int, asked: str, node: Mapping[str, Any],
-                paths: Sequence[str]) -> _Partial | SnapshotError:
+                paths: Sequence[str], needs: Needs | None = None) -> _Partial | SnapshotError:
     db_id = int(node.get("databaseId") or 0)
     if repo_id and db_id and db_id != repo_id:
         return SnapshotError(repo_id, asked, f"{asked} is now another repository ({db_id})",
@@ -292,7 +339,9 @@ def _parse_repo(repo_id: int, asked: str, node: Mapping[str, Any],
     snap = RepoSnapshot(id=db_id or repo_id, full_name=full_name, default_branch=branch,
                         archived=meta["archived"], fork=meta["fork"], visibility=visibility,
                         files=files, too_large=too_large)
-    return _Partial(repo_id, snap, meta, truncated)
+    pending = {source.name: source.parse(node, needs or Needs())
+               for source in sources_of(needs or Needs())}
+    return _Partial(repo_id, snap, meta, truncated, pending=pending)
 
 
 def _errors_by_alias(body: Mapping[str, Any]) -> tuple[dict[str, list[dict[str, Any]]],
@@ -310,8 +359,9 @@ def _errors_by_alias(body: Mapping[str, Any]) -> tuple[dict[str, list[dict[str, 
 
 
 async def _graphql_batch(gh: GitHubAPI, repos: Sequence[tuple[int, str]], paths: Sequence[str],
-                         ref: str = "HEAD") -> list[_Partial | SnapshotError]:
-    query, variables = build_query([name for _, name in repos], paths, ref)
+                         ref: str = "HEAD", needs: Needs | None = None
+                         ) -> list[_Partial | SnapshotError]:
+    query, variables = build_query([name for _, name in repos], paths, ref, needs)
     body = await graphql(gh, query, variables)
     data = body.get("data")
     per, general = _errors_by_alias(body)
@@ -333,20 +383,21 @@ async def _graphql_batch(gh: GitHubAPI, repos: Sequence[tuple[int, str]], paths:
         if ref != "HEAD" and not node.get("at"):
             out.append(SnapshotError(repo_id, name, f"{name} has no commit {ref} (yet)"))
             continue
-        out.append(_parse_repo(repo_id, name, node, paths))
+        out.append(_parse_repo(repo_id, name, node, paths, needs))
     return out
 
 
 # ----------------------------------------------------------------------------- batches
 async def _complete(gh: GitHubAPI, part: _Partial, needs: Needs, fresh: bool,
-                    limit: asyncio.Semaphore, org_restricted: bool, ref: str = "HEAD"
-                    ) -> SnapshotOrError:
+                    limit: asyncio.Semaphore, org_restricted: bool, ref: str = "HEAD",
+                    forks: bool = False) -> SnapshotOrError:
     """Add what only REST has; archived repositories, forks and empty repositories are not
-    evaluated, so they get nothing more. `org_restricted`: the organization's default
+    evaluated (forks only when a policy opts in: `forks`), so they get nothing more.
+    `org_restricted`: the organization's default
     workflow permissions are "read", which GitHub applies to every repository in it, so
     none is asked."""
     snap = part.snapshot
-    if snap.archived or snap.fork or part.meta.get("empty"):
+    if snap.archived or (snap.fork and not forks) or part.meta.get("empty"):
         return Fetched(snap, part.meta, fresh)
 
     async def call(fn: Any, *args: Any) -> Any:
@@ -359,7 +410,15 @@ async def _complete(gh: GitHubAPI, part: _Partial, needs: Needs, fresh: bool,
     if per_repo:
         jobs.append(call(fetch_workflow_permissions_probing if part.actions_enabled is False
                          else fetch_workflow_permissions))
-    results = await asyncio.gather(*jobs, return_exceptions=True)
+    reader = GitHubReader(gh, snap.full_name)
+    where = RepoRef(snap.full_name, snap.default_branch, ref=ref)
+    todo = [s for s in sources_of(needs) if s.name not in snap.data]
+
+    async def finish(source: Source[Any]) -> Any:
+        async with limit:
+            return await source.complete(reader, where, part.pending.get(source.name), needs)
+
+    results = await asyncio.gather(*jobs, *(finish(s) for s in todo), return_exceptions=True)
     failures = [r for r in results if isinstance(r, BaseException)]
     for exc in failures:
         if isinstance(exc, RateLimited):
@@ -371,6 +430,10 @@ async def _complete(gh: GitHubAPI, part: _Partial, needs: Needs, fresh: bool,
                              not_found=isinstance(exc, gidgethub.HTTPException)
                              and _is_404(exc))
     values: list[Any] = list(results)
+    data = dict(snap.data)
+    for source, view in zip(todo, values[len(values) - len(todo):], strict=True):
+        data[source.name] = view
+    values = values[:len(values) - len(todo)]
     files = dict(snap.files)
     too_large = dict(snap.too_large)
     for path, text in zip(part.truncated, values, strict=False):
@@ -383,13 +446,14 @@ async def _complete(gh: GitHubAPI, part: _Partial, needs: Needs, fresh: bool,
         perms = values[-1]
     elif needs.workflow_permissions:
         perms = "read"  # the organization's restricted default
-    return Fetched(replace(snap, files=files, too_large=too_large, workflow_permissions=perms),
-                   part.meta, fresh)
+    return Fetched(replace(snap, files=files, too_large=too_large, workflow_permissions=perms,
+                           data=data), part.meta, fresh)
 
 
 async def fetch_snapshots(gh: GitHubAPI, repos: Sequence[tuple[int, str]], needs: Needs, *,
                           reuse: Mapping[int, Fetched] | None = None, org: str | None = None,
-                          ref: str = "HEAD") -> dict[int, SnapshotOrError]:
+                          ref: str = "HEAD", forks: bool = False
+                          ) -> dict[int, SnapshotOrError]:
     """Snapshots of `repos` ((id, full name) pairs), keyed by the id given.
 
     Metadata and files: one GraphQL query per 100 repositories, except for those in
@@ -411,7 +475,8 @@ async def fetch_snapshots(gh: GitHubAPI, repos: Sequence[tuple[int, str]], needs
             parts.append(_Partial(rid, got.snapshot, got.meta, [], got.actions_enabled))
     todo = [(rid, name) for rid, name in repos if rid not in reuse]
     for start in range(0, len(todo), GRAPHQL_BATCH):
-        parts.extend(await _graphql_batch(gh, todo[start:start + GRAPHQL_BATCH], paths, ref))
+        parts.extend(await _graphql_batch(gh, todo[start:start + GRAPHQL_BATCH], paths, ref,
+                                          needs))
     limit = asyncio.Semaphore(REST_CONCURRENCY)
     restricted = False
     if org and needs.workflow_permissions and any(
@@ -423,18 +488,18 @@ async def fetch_snapshots(gh: GitHubAPI, repos: Sequence[tuple[int, str]], needs
         if isinstance(part, SnapshotError):
             return part
         return await _complete(gh, part, needs, part.repo_id not in reuse, limit, restricted,
-                               ref)
+                               ref, forks)
 
     done = await asyncio.gather(*(finish(p) for p in parts))
     return {(p.repo_id): d for p, d in zip(parts, done, strict=True)}
 
 
 async def fetch_one(gh: GitHubAPI, repo_id: int, full_name: str, needs: Needs, *,
-                    org: str | None = None, ref: str = "HEAD") -> Fetched:
+                    org: str | None = None, ref: str = "HEAD", forks: bool = False) -> Fetched:
     """One repository through the batch path; raises `SnapshotFailed` or `RateLimited`.
     `ref`: HEAD (the default branch) or a commit SHA to read the files at."""
     (got,) = (await fetch_snapshots(gh, [(repo_id, full_name)], needs, org=org,
-                                    ref=ref)).values()
+                                    ref=ref, forks=forks)).values()
     if isinstance(got, SnapshotError):
         if got.retry_at is not None:
             raise RateLimited(got.retry_at, got.reason)

@@ -15,6 +15,7 @@ from app.db.models import Installation, Repository, Violation, WebhookDelivery
 from app.services import fixes
 from app.services.commands import parse_commands
 from app.services.config import CONFIG_REPO, config_for
+from app.services.config_checks import request_config_check
 from app.services.context import Services
 from app.services.deliveries import FAILED
 from app.services.installations import rename_account
@@ -27,6 +28,7 @@ from app.services.pull_events import (
 from app.services.queue import ahead_of_bulk
 from app.services.reconcile import RESPECTED
 from app.services.scan_requests import request_full_scan, request_repo_scan
+from app.services.source_events import SOURCE_EVENTS, on_source_event
 from app.services.store import ensure_installation, mark_removed, upsert_repository
 from app.services.withdrawals import (
     REPO_ARCHIVED,
@@ -195,6 +197,9 @@ async def _push(svc: Services, p: Payload) -> str:
         # the commits the payload carries (GitHub caps them at 20, and none for a force-push).
         await enqueue_full_scan(svc, inst_id, "webhook:push:config")
         outcome.append("config reload and full scan queued")
+        if p.get("after"):
+            await request_config_check(svc, inst_id, int(data["id"]), str(p["after"]))
+            outcome.append("config check queued")
     async with svc.db() as db, db.begin():
         await ensure_installation(db, inst_id, _account(p), authoritative=False)
         existing = await db.get(Repository, int(data["id"]))
@@ -302,6 +307,8 @@ HANDLERS: dict[str, Handler] = {
     "check_run": on_check_run,
     "check_suite": on_check_suite,
     "merge_group": on_merge_group,
+    **{event: (lambda e: lambda svc, p: on_source_event(svc, e, p))(event)
+       for event in SOURCE_EVENTS},
 }
 
 

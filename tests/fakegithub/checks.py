@@ -128,6 +128,7 @@ def _apply(run: pulls.CheckRun, body: dict[str, Any], *, creating: bool) -> None
             if isinstance(value, str) and len(value) > pulls.MAX_OUTPUT_CHARS:
                 raise GitHubError(422, f"Invalid request.\n\nOnly {pulls.MAX_OUTPUT_CHARS} "
                                        f"characters are allowed; {len(value)} were supplied.")
+        _check_annotations(output.get("annotations"))
     if name:
         run.name = name
     if details_url is not None:
@@ -142,6 +143,35 @@ def _apply(run: pulls.CheckRun, body: dict[str, Any], *, creating: bool) -> None
     if isinstance(output, dict):
         run.title, run.summary = output["title"], output["summary"]
         run.text = output.get("text") if isinstance(output.get("text"), str) else None
+        run.annotations.extend(output.get("annotations") or [])
+
+
+ANNOTATION_LEVELS = ("notice", "warning", "failure")
+
+
+def _check_annotations(value: Any) -> None:
+    """GitHub's rules: at most 50 per request, each with a path, lines, a level and a
+    message (end_line not before start_line)."""
+    if value is None:
+        return
+    if not isinstance(value, list):
+        raise validation_failed("CheckRun", "annotations", "invalid")
+    if len(value) > 50:
+        raise GitHubError(422, "Invalid request.\n\nOnly 50 annotations are allowed per "
+                               "request.")
+    for item in value:
+        if not isinstance(item, dict):
+            raise validation_failed("CheckRun", "annotations", "invalid")
+        for key in ("path", "annotation_level", "message"):
+            if not isinstance(item.get(key), str) or not item[key]:
+                raise GitHubError(422, f'Invalid request.\n\n"{key}" wasn\'t supplied.')
+        start, end = item.get("start_line"), item.get("end_line")
+        if not isinstance(start, int) or not isinstance(end, int) or start < 1 or end < start:
+            raise GitHubError(422, 'Invalid request.\n\n"start_line" and "end_line" must '
+                                   "be lines, the end not before the start.")
+        if item["annotation_level"] not in ANNOTATION_LEVELS:
+            raise GitHubError(422, f"Invalid request.\n\n{item['annotation_level']!r} is not "
+                                   f"a member of {list(ANNOTATION_LEVELS)}.")
 
 
 def _head_sha(repo: Repo, body: dict[str, Any]) -> str:

@@ -6,23 +6,27 @@ and answers in GitHub's shapes: `{"data": ...}`, per-field `NOT_FOUND` errors wi
 next to partial data, validation errors without data.
 
 Schema slice: `repository(owner:, name:)`, `rateLimit`, and on Repository the metadata
-fields, `defaultBranchRef { name target { oid } }` and `object(expression: "REF:path")`
-resolving to Blob (`text byteSize isBinary isTruncated oid`), Tree or Commit.
+and settings fields, `repositoryTopics(first:)`, `defaultBranchRef { name target { oid } }`
+and `object(expression: "REF:path")` resolving to Blob (`text byteSize isBinary isTruncated
+oid`), Tree (`entries { name path type mode oid size object }`) or Commit (`tree { oid }`,
+git's own tree id, the one REST's git/trees serves).
 
-Cost: GitHub charges per query the connections it may have to load (first/last ÷ 100,
-rounded, at least 1). Nothing in this slice is a connection, so every query costs 1 point,
-as a 100-repository batch does on GitHub.
+Cost: GitHub charges per query the connections it may have to load (each connection's
+requests: its parents' page sizes multiplied; the sum ÷ 100, rounded, at least 1). The one
+connection here is repositoryTopics: a 100-repository batch reading topics costs 1 point.
+A connection without `first`/`last`, or asking more than 100, fails the query.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.fakegithub.state import FakeState, Repo, iso, node_id
+from tests.fakegithub.state import FakeState, Repo, TreeEntry, git_trees, iso, node_id
 
 # GitHub cuts Blob.text at this many bytes and sets isTruncated (observed: 512,000 bytes;
 # undocumented). FakeState.graphql_blob_text_limit overrides it.
@@ -349,8 +353,18 @@ class Context:
     errors: list[dict[str, Any]] = field(default_factory=list)
 
 
-class NotFound(Exception):
-    pass
+class FieldError(Exception):
+    """A field that fails with an error next to the other fields' data."""
+
+    type = "INVALID_ARGUMENTS"
+
+
+class NotFound(FieldError):
+    type = "NOT_FOUND"
+
+
+class InvalidCursor(FieldError):
+    type = "INVALID_CURSOR_ARGUMENTS"
 
 
 Resolver = Callable[[Any, dict[str, Any], Context], Any]
@@ -369,6 +383,9 @@ class GitObject:
     repo: Repo
     oid: str
     text: str | None = None
+    # Commit and Tree: the commit's files; Tree: its directory ("" is the root).
+    files: Mapping[str, str] | None = None
+    path: str = ""
 
 
 @dataclass
@@ -392,14 +409,15 @@ def _resolve_expression(st: FakeState, repo: Repo, expression: str) -> GitObject
             return None
         head, files = found
     if not sep:
-        return GitObject("Commit", repo, head)
+        return GitObject("Commit", repo, head, files=files)
     path = path.strip("/")
     if path in files:
         data = files[path].encode()
         return GitObject("Blob", repo, hashlib.sha1(b"blob %d\0" % len(data) + data)
                          .hexdigest(), files[path])
-    if path == "" or any(p.startswith(path + "/") for p in files):
-        return GitObject("Tree", repo, hashlib.sha1(f"{head}:{path}".encode()).hexdigest())
+    trees = git_trees(files)
+    if path in trees:  # git's own tree id, the one REST's git/trees serves
+        return GitObject("Tree", repo, trees[path].sha, files=files, path=path)
     return None
 
 
@@ -488,8 +506,141 @@ SCHEMA["Blob"] = {
     "isTruncated": (None, lambda o, a, c: _blob_text(o, c.st)[1]),
 }
 SCHEMA["Organization"] = SCHEMA["User"] = dict(SCHEMA["RepositoryOwner"])
+
+# Repository settings, as GitHub's schema names them (REST: has_wiki, allow_merge_commit, ...).
+for _field, _attr in (("hasWikiEnabled", "has_wiki"), ("hasProjectsEnabled", "has_projects"),
+                      ("deleteBranchOnMerge", "delete_branch_on_merge"),
+                      ("mergeCommitAllowed", "allow_merge_commit"),
+                      ("squashMergeAllowed", "allow_squash_merge"),
+                      ("rebaseMergeAllowed", "allow_rebase_merge")):
+    SCHEMA["Repository"][_field] = (None, (lambda attr: lambda r, a, c: getattr(r, attr))(_attr))
+
+
+@dataclass
+class Page:
+    """One page of a connection: `items` from index `start` of the whole list."""
+
+    items: list[Any]
+    start: int
+    total: int
+
+
+def _cursor(index: int) -> str:
+    return base64.b64encode(f"cursor:v2:{index}".encode()).decode()
+
+
+def _cursor_index(cursor: Any) -> int:
+    try:
+        kind, version, index = base64.b64decode(str(cursor), validate=True).decode().split(":")
+        if (kind, version) == ("cursor", "v2"):
+            return int(index)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise InvalidCursor(f"`{cursor}` does not appear to be a valid cursor.")
+
+
+def _paginate(items: list[Any], args: dict[str, Any]) -> Page:
+    lo = _cursor_index(args["after"]) + 1 if args.get("after") is not None else 0
+    hi = _cursor_index(args["before"]) if args.get("before") is not None else len(items)
+    lo, hi = max(lo, 0), min(hi, len(items))
+    if args.get("first") is not None:
+        hi = min(hi, lo + int(args["first"]))
+    if args.get("last") is not None:
+        lo = max(lo, hi - int(args["last"]))
+    return Page(items[lo:hi], lo, len(items))
+
+
+SCHEMA["PageInfo"] = {
+    "hasNextPage": (None, lambda p, a, c: p.start + len(p.items) < p.total),
+    "hasPreviousPage": (None, lambda p, a, c: p.start > 0),
+    "startCursor": (None, lambda p, a, c: _cursor(p.start) if p.items else None),
+    "endCursor": (None, lambda p, a, c: _cursor(p.start + len(p.items) - 1)
+                  if p.items else None),
+}
+SCHEMA["RepositoryTopicConnection"] = {
+    "nodes": ("RepositoryTopic", lambda p, a, c: list(p.items)),
+    "edges": ("RepositoryTopicEdge", lambda p, a, c: [(p.start + i, t)
+                                                      for i, t in enumerate(p.items)]),
+    "totalCount": (None, lambda p, a, c: p.total),
+    "pageInfo": ("PageInfo", lambda p, a, c: p),
+}
+SCHEMA["RepositoryTopicEdge"] = {
+    "cursor": (None, lambda e, a, c: _cursor(e[0])),
+    "node": ("RepositoryTopic", lambda e, a, c: e[1]),
+}
+
+
+def _topic_id(kind: str, name: str) -> str:
+    return node_id(kind, int(hashlib.sha1(name.encode()).hexdigest()[:8], 16))
+
+
+# A RepositoryTopic is its topic's name here.
+SCHEMA["RepositoryTopic"] = {
+    "id": (None, lambda t, a, c: _topic_id("RepositoryTopic", t)),
+    "topic": ("Topic", lambda t, a, c: t),
+    "url": (None, lambda t, a, c: f"{c.st.web_url}/topics/{t}"),
+    "resourcePath": (None, lambda t, a, c: f"/topics/{t}"),
+}
+SCHEMA["Topic"] = {
+    "id": (None, lambda t, a, c: _topic_id("Topic", t)),
+    "name": (None, lambda t, a, c: t),
+}
+SCHEMA["Repository"]["repositoryTopics"] = (
+    "RepositoryTopicConnection", lambda r, a, c: _paginate(list(r.topics), a))
+
+
+def _commit_tree(o: GitObject) -> GitObject:
+    files = o.files
+    if files is None:
+        found = o.repo.commit(o.oid)
+        files = found[1] if found is not None else {}
+    return GitObject("Tree", o.repo, git_trees(files)[""].sha, files=files)
+
+
+@dataclass
+class Entry:
+    """A TreeEntry: one entry of the Tree object `tree`."""
+
+    tree: GitObject
+    entry: TreeEntry
+
+
+def _entries(o: GitObject) -> list[Entry]:
+    tree = git_trees(o.files or {}).get(o.path)
+    return [Entry(o, e) for e in tree.entries] if tree is not None else []
+
+
+def _entry_object(e: Entry) -> GitObject:
+    files = e.tree.files or {}
+    if e.entry.type == "tree":
+        return GitObject("Tree", e.tree.repo, e.entry.sha, files=files, path=e.entry.path)
+    return GitObject("Blob", e.tree.repo, e.entry.sha, files[e.entry.path])
+
+
+def _extension(e: Entry) -> str | None:
+    stem, dot, ext = e.entry.name.rpartition(".")
+    return f".{ext}" if e.entry.type == "blob" and dot and stem else None
+
+
+SCHEMA["Commit"]["tree"] = ("Tree", lambda o, a, c: _commit_tree(o))
+SCHEMA["Tree"]["entries"] = ("TreeEntry", lambda o, a, c: _entries(o))
+SCHEMA["TreeEntry"] = {
+    "name": (None, lambda e, a, c: e.entry.name),
+    "path": (None, lambda e, a, c: e.entry.path),
+    # Lowercase, as GitHub answers: "blob", "tree" (or "commit" for a submodule).
+    "type": (None, lambda e, a, c: e.entry.type),
+    "mode": (None, lambda e, a, c: int(e.entry.mode, 8)),
+    "oid": (None, lambda e, a, c: e.entry.sha),
+    "size": (None, lambda e, a, c: e.entry.size or 0),
+    "extension": (None, lambda e, a, c: _extension(e)),
+    "isGenerated": (None, lambda e, a, c: False),
+    "object": ("GitObject", lambda e, a, c: _entry_object(e)),
+}
 # Arguments each field requires.
 REQUIRED_ARGS = {("Query", "repository"): ("owner", "name")}
+# Connections: each needs `first` or `last`, at most MAX_PAGE.
+CONNECTIONS = {("Repository", "repositoryTopics")}
+MAX_PAGE = 100
 
 
 def _concrete(type_name: str, value: Any) -> str:
@@ -513,6 +664,59 @@ def _error(message: str, line: int, column: int, path: list[str | int],
     err["locations"] = [{"line": line, "column": column}]
     err["message"] = message
     return err
+
+
+def _page_size(sel: Field, variables: Mapping[str, Any]) -> int | None:
+    for key in ("first", "last"):
+        value = sel.args.get(key)
+        value = variables.get(value.name) if isinstance(value, Var) else value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def _pagination_errors(sel: Field, path: list[str | int],
+                       variables: Mapping[str, Any]) -> list[dict[str, Any]]:
+    size = _page_size(sel, variables)
+    where = {"path": path, "locations": [{"line": sel.line, "column": sel.column}]}
+    if size is None:
+        return [{**where, "type": "MISSING_PAGINATION_BOUNDARIES",
+                 "message": f"You must provide a `first` or `last` value to properly "
+                            f"paginate the `{sel.name}` connection."}]
+    if not 0 <= size <= MAX_PAGE:
+        key = "first" if "first" in sel.args else "last"
+        return [{**where, "type": "EXCESSIVE_PAGINATION",
+                 "message": f"Requesting {size} records on the `{sel.name}` connection "
+                            f"exceeds the `{key}` limit of {MAX_PAGE} records."}]
+    return []
+
+
+def _cost(doc: Document, op: Operation, variables: Mapping[str, Any]) -> int:
+    """GitHub's cost of a query: every connection needs as many requests as its parents'
+    page sizes multiplied; the sum ÷ 100, rounded, at least 1."""
+
+    def walk(type_name: str, selections: list[Selection], requests: int,
+             seen: frozenset[str]) -> int:
+        total = 0
+        for sel in selections:
+            if isinstance(sel, InlineFragment):
+                total += walk(sel.type_condition or type_name, sel.selections, requests, seen)
+            elif isinstance(sel, FragmentSpread):
+                frag = doc.fragments.get(sel.name)
+                if frag is not None and sel.name not in seen:
+                    total += walk(frag[0], frag[1], requests, seen | {sel.name})
+            elif sel.selections is not None:
+                spec = SCHEMA.get(type_name, {}).get(sel.name)
+                if spec is None or spec[0] is None:
+                    continue
+                inner = requests
+                if (type_name, sel.name) in CONNECTIONS:
+                    total += requests
+                    inner = requests * (_page_size(sel, variables) or 0)
+                total += walk(spec[0], sel.selections, inner, seen)
+        return total
+
+    return max(1, int(walk("Query", op.selections, 1, frozenset()) / 100 + 0.5))
 
 
 def validate(doc: Document, op: Operation, variables: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -558,6 +762,8 @@ def validate(doc: Document, op: Operation, variables: Mapping[str, Any]) -> list
                     sel.column, here, {"code": "undefinedField", "typeName": type_name,
                                        "fieldName": sel.name}))
                 continue
+            if (type_name, sel.name) in CONNECTIONS:
+                errors.extend(_pagination_errors(sel, here, variables))
             for arg in REQUIRED_ARGS.get((type_name, sel.name), ()):
                 if arg not in sel.args:
                     errors.append(_error(
@@ -612,6 +818,12 @@ def _merge(into: dict[str, Any], key: str, value: Any) -> None:
     if isinstance(into.get(key), dict) and isinstance(value, dict):
         for k, v in value.items():
             _merge(into[key], k, v)
+    elif isinstance(into.get(key), list) and isinstance(value, list) \
+            and len(into[key]) == len(value):  # the same list selected twice: merge items
+        for i, v in enumerate(value):
+            if isinstance(into[key][i], dict) and isinstance(v, dict):
+                for k, w in v.items():
+                    _merge(into[key][i], k, w)
     else:
         into[key] = value
 
@@ -641,13 +853,17 @@ def execute_selections(doc: Document, type_name: str, obj: Any, selections: list
         args = {k: _arg(v, ctx) for k, v in sel.args.items()}
         try:
             value = resolve(obj, args, ctx)
-        except NotFound as exc:
-            ctx.errors.append({"type": "NOT_FOUND", "path": here,
+        except FieldError as exc:
+            ctx.errors.append({"type": exc.type, "path": here,
                                "locations": [{"line": sel.line, "column": sel.column}],
                                "message": str(exc)})
             value = None
         if value is not None and result_type is not None and sel.selections is not None:
-            value = execute_selections(doc, result_type, value, sel.selections, here, ctx)
+            if isinstance(value, list):  # a list field: each item gets the selections
+                value = [execute_selections(doc, result_type, item, sel.selections,
+                                            [*here, i], ctx) for i, item in enumerate(value)]
+            else:
+                value = execute_selections(doc, result_type, value, sel.selections, here, ctx)
         _merge(out, sel.key, value)
     return out
 
@@ -685,7 +901,7 @@ def run(st: FakeState, query: str, variables: Mapping[str, Any] | None,
     errors = validate(doc, op, variables)
     if errors:
         return Outcome({"errors": errors}, 1)
-    cost = 1  # no connections in this slice of the schema: GitHub's minimum
+    cost = _cost(doc, op, variables)
     rate_limit = rate(cost)
     if rate_limit is None:
         return Outcome({"errors": [{"type": "RATE_LIMITED", "code": "graphql_rate_limit",

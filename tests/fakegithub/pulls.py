@@ -77,6 +77,8 @@ class CheckRun:
     completed_at: float | None = None
     # How many times it was changed through PATCH.
     updates: int = 0
+    # output.annotations as sent; GitHub adds each request's to the ones already there.
+    annotations: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(eq=False)
@@ -378,7 +380,7 @@ def render_check_run(st: FakeState, run: CheckRun) -> dict[str, Any]:
             "title": run.title,
             "summary": run.summary,
             "text": run.text,
-            "annotations_count": 0,
+            "annotations_count": len(run.annotations),
             "annotations_url": f"{api}/check-runs/{run.id}/annotations",
         },
         "name": run.name,

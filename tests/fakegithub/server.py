@@ -40,6 +40,7 @@ from tests.fakegithub import hooks, render
 from tests.fakegithub.state import (
     PERMISSION_LEVELS,
     REACTION_CONTENTS,
+    REPO_SETTINGS,
     Comment,
     FailRule,
     FakeState,
@@ -896,10 +897,12 @@ async def list_installation_repos(request: web.Request) -> web.Response:
 @route("GET", "/repos/{owner}/{repo}",
        doc="https://docs.github.com/rest/repos/repos#get-a-repository")
 async def get_repository(request: web.Request) -> web.Response:
+    from tests.fakegithub.repo_rules import full_repo  # it imports this module
+
     repo = get_repo(request)
     # GitHub's Last-Modified here is the repository's updated_at (a push alone, or a new
     # issue, may change the body without it: If-Modified-Since then says "not modified").
-    return json_response(render.repo(state_of(request), repo),
+    return json_response(full_repo(state_of(request), caller_of(request), repo),
                          headers={"Last-Modified": http_date(repo.updated_at)})
 
 
@@ -919,7 +922,7 @@ async def update_repository(request: web.Request) -> web.Response:
         repo.visibility = "private" if body["private"] else "public"
     if body.get("visibility") in ("public", "private", "internal"):
         repo.visibility = body["visibility"]
-    for key in ("description", "has_issues", "is_template"):
+    for key in ("description", "has_issues", "is_template", *REPO_SETTINGS):
         if key in body:
             setattr(repo, key, body[key])
     if isinstance(body.get("default_branch"), str):
@@ -931,7 +934,9 @@ async def update_repository(request: web.Request) -> web.Response:
             raise validation_failed("Repository", "name", "custom")
         repo.name = body["name"]
     repo.updated_at = time.time()
-    return json_response(render.repo(st, repo))
+    from tests.fakegithub.repo_rules import full_repo  # it imports this module
+
+    return json_response(full_repo(st, caller_of(request), repo))
 
 
 def _resolve_ref(repo: Repo, ref: str) -> dict[str, str] | None:
@@ -1559,6 +1564,11 @@ UNSUBSCRIBABLE_EVENTS = frozenset(
 )
 # Events that need one of these permissions (metadata, always granted, is not listed).
 EVENT_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    "branch_protection_rule": ("administration",),
+    "custom_property_values": ("organization_custom_properties",),
+    "member": ("members",),
+    "repository_ruleset": ("administration",),
+    "security_and_analysis": ("administration",),
     "check_run": ("checks",),
     "check_suite": ("checks",),
     "commit_comment": ("contents",),
@@ -2055,7 +2065,7 @@ async def graphql(request: web.Request) -> web.Response:
 def create_app(state: FakeState) -> web.Application:
     # Pull request and check run endpoints, and the git/contents writes, live in modules of
     # their own (they import this one); importing them registers them.
-    from tests.fakegithub import checks, git  # noqa: F401
+    from tests.fakegithub import checks, git, repo_rules  # noqa: F401
 
     app = web.Application(middlewares=[github_middleware])
     app[STATE] = state

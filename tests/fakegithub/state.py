@@ -8,6 +8,7 @@ counters). Everything lives in one FakeState so a test sees exactly what the ser
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import itertools
 import math
@@ -17,9 +18,10 @@ import string
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -30,6 +32,48 @@ REACTION_CONTENTS = frozenset(
 )
 # GitHub's repository roles, strongest first; "none" means no access.
 PERMISSION_LEVELS = ("admin", "maintain", "write", "triage", "read", "none")
+# The legacy name of each role (a team's `permission`, the `permission` filter).
+LEGACY_PERMISSIONS = {"admin": "admin", "maintain": "maintain", "write": "push",
+                      "triage": "triage", "read": "pull"}
+# Repository settings REST (GET/PATCH /repos/{owner}/{repo}) and GraphQL show.
+REPO_SETTINGS = ("has_wiki", "has_projects", "delete_branch_on_merge", "allow_merge_commit",
+                 "allow_squash_merge", "allow_rebase_merge")
+RULESET_ENFORCEMENTS = ("active", "evaluate", "disabled")
+# Rule types of branch rulesets (the REST description's repository-rule), with the
+# parameters GitHub requires (None: the rule has no parameters).
+RULE_PARAMETERS: dict[str, tuple[str, ...] | None] = {
+    "creation": None, "deletion": None, "required_linear_history": None,
+    "required_signatures": None, "non_fast_forward": None,
+    "update": ("update_allows_fetch_and_merge",),
+    "merge_queue": ("check_response_timeout_minutes", "grouping_strategy",
+                    "max_entries_to_build", "max_entries_to_merge", "merge_method",
+                    "min_entries_to_merge", "min_entries_to_merge_wait_minutes"),
+    "required_deployments": ("required_deployment_environments",),
+    "pull_request": ("dismiss_stale_reviews_on_push", "require_code_owner_review",
+                     "require_last_push_approval", "required_approving_review_count",
+                     "required_review_thread_resolution"),
+    "required_status_checks": ("required_status_checks", "strict_required_status_checks_policy"),
+    "commit_message_pattern": ("operator", "pattern"),
+    "commit_author_email_pattern": ("operator", "pattern"),
+    "committer_email_pattern": ("operator", "pattern"),
+    "branch_name_pattern": ("operator", "pattern"),
+    "workflows": ("workflows",),
+    "code_scanning": ("code_scanning_tools",),
+    "file_path_restriction": ("restricted_file_paths",),
+    "max_file_path_length": ("max_file_path_length",),
+    "file_extension_restriction": ("restricted_file_extensions",),
+    "max_file_size": ("max_file_size",),
+}
+# What GitHub's UI fills in when a rule is added without touching its settings.
+RULE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "update": {"update_allows_fetch_and_merge": False},
+    "pull_request": {"dismiss_stale_reviews_on_push": False, "require_code_owner_review": False,
+                     "require_last_push_approval": False, "required_approving_review_count": 0,
+                     "required_review_thread_resolution": False,
+                     "allowed_merge_methods": ["merge", "squash", "rebase"]},
+    "required_status_checks": {"required_status_checks": [],
+                               "strict_required_status_checks_policy": False},
+}
 DEFAULT_INSTALLATION_PERMISSIONS: dict[str, str] = {
     "actions": "read",
     "administration": "read",
@@ -68,6 +112,65 @@ def git_blob_sha(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
+@dataclass(frozen=True)
+class TreeEntry:
+    """One entry of a git tree: `path` is from the repository's root."""
+
+    name: str
+    path: str
+    type: str  # "blob" | "tree"
+    mode: str  # "100644" | "040000", as the REST API spells them
+    sha: str
+    size: int | None  # blobs only
+
+
+@dataclass(frozen=True)
+class GitTree:
+    path: str  # "" for the root
+    sha: str
+    entries: tuple[TreeEntry, ...]
+
+
+def git_trees(files: Mapping[str, str]) -> Mapping[str, GitTree]:
+    """Every tree of a commit holding `files`, by directory ("" is the root), with git's own
+    object ids: GraphQL's Commit.tree.oid and REST's git/trees agree, as on GitHub. Every
+    file is a regular file (mode 100644). Do not mutate the answer (it is cached)."""
+    return _git_trees(tuple(sorted(files.items())))
+
+
+@lru_cache(maxsize=2048)
+def _git_trees(items: tuple[tuple[str, str], ...]) -> Mapping[str, GitTree]:
+    # directory -> child name -> file text (None: a subdirectory)
+    children: dict[str, dict[str, str | None]] = {"": {}}
+    for path, text in items:
+        parts = path.split("/")
+        for depth in range(len(parts)):
+            parent = "/".join(parts[:depth])
+            children.setdefault(parent, {})[parts[depth]] = (
+                text if depth == len(parts) - 1 else None)
+    trees: dict[str, GitTree] = {}
+    for directory in sorted(children, key=lambda d: -d.count("/") - (d != "")):
+        entries: list[TreeEntry] = []
+        body = b""
+        # git orders a tree's entries by name, a subtree's name as if it ended with "/".
+        for name, blob in sorted(children[directory].items(),
+                                 key=lambda kv: kv[0] + ("/" if kv[1] is None else "")):
+            child = f"{directory}/{name}" if directory else name
+            if blob is None:
+                sha = trees[child].sha
+                entry = TreeEntry(name, child, "tree", "040000", sha, None)
+                body += b"40000 " + name.encode() + b"\0" + bytes.fromhex(sha)
+            else:
+                data = blob.encode()
+                sha = git_blob_sha(data)
+                entry = TreeEntry(name, child, "blob", "100644", sha, len(data))
+                body += b"100644 " + name.encode() + b"\0" + bytes.fromhex(sha)
+            entries.append(entry)
+        sha = hashlib.sha1(b"tree %d\0" % len(body) + body).hexdigest()
+        trees[directory] = GitTree(directory, sha, tuple(entries))
+    return trees
+
+
 @cache
 def _default_private_key() -> rsa.RSAPrivateKey:
     # Key generation costs ~50-100 ms; one key per test process keeps the suite fast.
@@ -84,6 +187,8 @@ class User:
     # organizations default to "write"; "read" there makes every repository "read".
     default_workflow_permissions: str = "write"
     can_approve_pull_request_reviews: bool = False
+    # Organizations only: the base role every member has on every repository ("none" too).
+    default_repository_permission: str = "read"
     # Profile fields GET /user shows (the private user's view).
     name: str | None = None
     email: str | None = None
@@ -221,6 +326,104 @@ class Issue:
 
 
 @dataclass(eq=False)
+class BranchProtection:
+    """A classic branch protection rule for the branches matching `pattern` (fnmatch, `*`
+    stops at `/`), in REST's names. Copy it (dataclasses.replace) before an edit to build
+    the `branch_protection_rule` "edited" webhook from the difference."""
+
+    id: int
+    pattern: str
+    # Status check contexts required (None: status checks not required).
+    required_status_checks: list[str] | None = None
+    strict: bool = False
+    enforce_admins: bool = False
+    # Approvals required (None: pull request reviews not required).
+    required_approving_review_count: int | None = None
+    dismiss_stale_reviews: bool = False
+    require_code_owner_reviews: bool = False
+    require_last_push_approval: bool = False
+    required_signatures: bool = False
+    required_linear_history: bool = False
+    allow_force_pushes: bool = False
+    allow_deletions: bool = False
+    required_conversation_resolution: bool = False
+    block_creations: bool = False
+    lock_branch: bool = False
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(eq=False)
+class Ruleset:
+    """A branch ruleset of a repository (`repo`) or of an organization (`org`, applying to
+    the repositories its `repository_name` / `repository_id` condition selects)."""
+
+    id: int
+    name: str
+    repo: Repo | None = field(default=None, repr=False)
+    org: User | None = field(default=None, repr=False)
+    enforcement: str = "active"  # RULESET_ENFORCEMENTS
+    target: str = "branch"
+    # GitHub's shape: {"ref_name": {"include": [...], "exclude": [...]}, "repository_name":
+    # {"include": [...], "exclude": [...], "protected": False}} (the last for organizations).
+    conditions: dict[str, Any] = field(default_factory=dict)
+    # [{"type": ..., "parameters": {...}}]; "parameters" only for the types that have them.
+    rules: list[dict[str, Any]] = field(default_factory=list)
+    bypass_actors: list[dict[str, Any]] = field(default_factory=list)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    @property
+    def source_type(self) -> str:
+        return "Repository" if self.repo is not None else "Organization"
+
+    @property
+    def source(self) -> str:
+        if self.repo is not None:
+            return self.repo.full_name
+        assert self.org is not None
+        return self.org.login
+
+
+@dataclass
+class SecuritySettings:
+    """A repository's security features. `advanced_security` (GitHub Advanced Security)
+    matters for private and internal repositories only: without it they have no secret
+    scanning, and GitHub shows no `secret_scanning*` entries for them."""
+
+    advanced_security: bool = False
+    secret_scanning: bool = False
+    secret_scanning_push_protection: bool = False
+    dependabot_alerts: bool = False
+    dependabot_security_updates: bool = False
+
+
+def ruleset_rule(type: str, **parameters: Any) -> dict[str, Any]:  # `type` as in GitHub's JSON
+    """A ruleset rule as GitHub stores it: {"type"}, or {"type", "parameters"} with what
+    GitHub fills in (RULE_DEFAULTS) under `parameters`; the required parameters are checked.
+    required_status_checks may be given as context names:
+    ruleset_rule("required_status_checks", required_status_checks=["ci"])."""
+    if type not in RULE_PARAMETERS:
+        raise ValueError(f"unknown rule type {type!r}")
+    required = RULE_PARAMETERS[type]
+    if required is None:
+        if parameters:
+            raise ValueError(f"{type} rules have no parameters")
+        return {"type": type}
+    params = {**copy.deepcopy(RULE_DEFAULTS.get(type, {})), **parameters}
+    missing = [p for p in required if p not in params]
+    if missing:
+        raise ValueError(f"{type} rules need {missing}")
+    if type == "required_status_checks":
+        params["required_status_checks"] = [
+            {"context": c} if isinstance(c, str) else dict(c)
+            for c in params["required_status_checks"]]
+    if type == "pull_request" and not 0 <= int(params["required_approving_review_count"]) <= 10:
+        raise ValueError("required_approving_review_count must be 0-10")
+    return {"type": type, "parameters": params}
+
+
+@dataclass(eq=False)
 class Repo:
     id: int
     owner: User
@@ -253,10 +456,30 @@ class Repo:
     labels: dict[str, Label] = field(default_factory=dict)
     issues: dict[int, Issue] = field(default_factory=dict)
     next_issue_number: int = 1
+    # REPO_SETTINGS, with GitHub's defaults for a new repository.
+    has_wiki: bool = True
+    has_projects: bool = True
+    delete_branch_on_merge: bool = False
+    allow_merge_commit: bool = True
+    allow_squash_merge: bool = True
+    allow_rebase_merge: bool = True
+    # Classic branch protection rules, oldest first (GitHub's precedence among patterns).
+    protections: list[BranchProtection] = field(default_factory=list)
+    rulesets: list[Ruleset] = field(default_factory=list)
+    # Teams of the owner organization with access: lower-cased slug -> role.
+    team_access: dict[str, str] = field(default_factory=dict)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    # Custom property values (organization repositories): name -> a string, a list of
+    # strings (multi-select), or None.
+    custom_properties: dict[str, str | list[str] | None] = field(default_factory=dict)
 
     @property
     def full_name(self) -> str:
         return f"{self.owner.login}/{self.name}"
+
+    def settings(self) -> dict[str, bool]:
+        """REPO_SETTINGS as REST names them."""
+        return {key: bool(getattr(self, key)) for key in REPO_SETTINGS}
 
     @property
     def private(self) -> bool:
@@ -434,6 +657,8 @@ class FakeState:
                 "reaction": 3000000,
                 "commit": 1,
                 "team": 4000000,
+                "ruleset": 1000,
+                "protection": 20000000,
             }.items()
         }
         self.users: dict[str, User] = {}
@@ -474,6 +699,11 @@ class FakeState:
         self.memberships: dict[str, dict[str, OrgMembership]] = {}
         # (lower-cased org login, lower-cased team slug) -> Team
         self.teams: dict[tuple[str, str], Team] = {}
+        # Organization rulesets: lower-cased org login -> rulesets, oldest first.
+        self.org_rulesets: dict[str, list[Ruleset]] = {}
+        # GET .../git/trees/{sha}?recursive=1 lists at most this many entries (GitHub:
+        # 100,000, or 7 MB), then sets `truncated`.
+        self.tree_entry_limit: int = 100_000
 
         # Rate limits
         self.rate_limit = RateLimitConfig()
@@ -994,6 +1224,238 @@ class FakeState:
 
     def permission(self, full_name: str, username: str) -> str:
         return self.repo(full_name).collaborators.get(username.lower(), "none")
+
+    def remove_collaborator(self, full_name: str, username: str) -> str:
+        """Remove a direct collaborator; returns the role they had ("none": they had none)."""
+        return self.repo(full_name).collaborators.pop(username.lower(), "none")
+
+    # ----------------------------------------------------------------- settings & access
+    # Edits replace BranchProtection, Ruleset and SecuritySettings objects rather than
+    # change them: a reference taken before an edit is the old version, which the webhook
+    # builders (tests/fakegithub/webhooks.py) take as `previous`.
+    def set_repo_settings(self, full_name: str, **settings: Any) -> Repo:
+        """Change REPO_SETTINGS (has_wiki, allow_squash_merge, ...), `description`, `topics`
+        or `has_issues` as the settings page does (updated_at moves). As GitHub, at least
+        one merge method stays allowed, and topics are lowercase (a-z, 0-9, -), 20 at most."""
+        repo = self.repo(full_name)
+        unknown = set(settings) - {*REPO_SETTINGS, "description", "topics", "has_issues"}
+        if unknown:
+            raise TypeError(f"unknown repository settings: {sorted(unknown)}")
+        merged = {**repo.settings(), **settings}
+        if not (merged["allow_merge_commit"] or merged["allow_squash_merge"]
+                or merged["allow_rebase_merge"]):
+            raise ValueError("at least one merge method must stay allowed")
+        topics = list(settings.get("topics", repo.topics))
+        if len(topics) > 20 or any(not t or len(t) > 50 or t != t.lower()
+                                   or not all(c.isalnum() or c == "-" for c in t)
+                                   for t in topics):
+            raise ValueError(f"invalid topics: {topics}")
+        for key, value in settings.items():
+            setattr(repo, key, list(value) if key == "topics" else value)
+        repo.updated_at = time.time()
+        return repo
+
+    def protect_branch(self, full_name: str, pattern: str, **settings: Any) -> BranchProtection:
+        """Create the classic protection rule for `pattern` (a branch name, or an fnmatch
+        pattern such as "release/*"), or change the existing one; `settings` are
+        BranchProtection's fields: required_status_checks=["ci"], strict, enforce_admins,
+        required_approving_review_count (0-6; None: no reviews required),
+        dismiss_stale_reviews, require_code_owner_reviews, required_signatures,
+        allow_force_pushes, allow_deletions, required_conversation_resolution, ..."""
+        repo = self.repo(full_name)
+        editable = {f.name for f in dataclass_fields(BranchProtection)} - {
+            "id", "pattern", "created_at", "updated_at"}
+        unknown = set(settings) - editable
+        if unknown:
+            raise TypeError(f"unknown branch protection settings: {sorted(unknown)}")
+        count = settings.get("required_approving_review_count")
+        if count is not None and not 0 <= count <= 6:
+            raise ValueError("required_approving_review_count must be 0-6")
+        if settings.get("required_status_checks") is not None:
+            settings["required_status_checks"] = list(settings["required_status_checks"])
+        if not pattern:
+            raise ValueError("a branch protection rule needs a pattern")
+        now = time.time()
+        old = self.protection(full_name, pattern)
+        if old is None:
+            rule = BranchProtection(self.next_id("protection"), pattern, created_at=now,
+                                    updated_at=now, **settings)
+            repo.protections.append(rule)
+            return rule
+        rule = replace(old, updated_at=now, **settings)
+        repo.protections[repo.protections.index(old)] = rule
+        return rule
+
+    def protection(self, full_name: str, pattern: str) -> BranchProtection | None:
+        """The classic protection rule whose pattern is `pattern` (not: that matches it)."""
+        return next((p for p in self.repo(full_name).protections if p.pattern == pattern), None)
+
+    def unprotect_branch(self, full_name: str, pattern: str) -> BranchProtection:
+        """Delete the rule for `pattern` (KeyError: none); returns it."""
+        rule = self.protection(full_name, pattern)
+        if rule is None:
+            raise KeyError(pattern)
+        self.repo(full_name).protections.remove(rule)
+        return rule
+
+    def _ruleset_list(self, where: str) -> list[Ruleset]:
+        if "/" in where:
+            return self.repo(where).rulesets
+        return self.org_rulesets.setdefault(self._org(where).login.lower(), [])
+
+    def add_ruleset(
+        self,
+        where: str,
+        name: str,
+        rules: Iterable[str | Mapping[str, Any]] = (),
+        *,
+        enforcement: str = "active",
+        include: Sequence[str] = ("~DEFAULT_BRANCH",),
+        exclude: Sequence[str] = (),
+        repositories: Sequence[str] = ("~ALL",),
+        exclude_repositories: Sequence[str] = (),
+        repository_ids: Sequence[int] | None = None,
+        bypass_actors: Sequence[Mapping[str, Any]] = (),
+    ) -> Ruleset:
+        """A branch ruleset of the repository `where` ("owner/name") or of the organization
+        `where`. `rules`: type names (parameters as GitHub fills them in) or dicts from
+        `ruleset_rule`. `include` / `exclude`: "refs/heads/<fnmatch>", "~DEFAULT_BRANCH" or
+        "~ALL". An organization's ruleset applies to the repositories whose names match
+        `repositories` and not `exclude_repositories` (fnmatch, "~ALL"), or, given, to
+        `repository_ids`. enforcement: "active", "evaluate" or "disabled"."""
+        rulesets = self._ruleset_list(where)
+        if any(r.name == name for r in rulesets):
+            raise ValueError(f"{where} already has a ruleset named {name!r}")
+        now = time.time()
+        ruleset = Ruleset(self.next_id("ruleset"), name, created_at=now, updated_at=now,
+                          bypass_actors=[dict(a) for a in bypass_actors])
+        if "/" in where:
+            ruleset.repo = self.repo(where)
+        else:
+            ruleset.org = self._org(where)
+        ruleset = self._ruleset_with(ruleset, rules, enforcement, include, exclude,
+                                     repositories, exclude_repositories, repository_ids)
+        rulesets.append(ruleset)
+        return ruleset
+
+    def update_ruleset(
+        self,
+        ruleset: Ruleset,
+        *,
+        name: str | None = None,
+        rules: Iterable[str | Mapping[str, Any]] | None = None,
+        enforcement: str | None = None,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+        repositories: Sequence[str] | None = None,
+        exclude_repositories: Sequence[str] | None = None,
+        repository_ids: Sequence[int] | None = None,
+    ) -> Ruleset:
+        """Change a ruleset (what is not given stays); returns the new version."""
+        rulesets = self._ruleset_list(ruleset.source)
+        ref = ruleset.conditions.get("ref_name", {})
+        names = ruleset.conditions.get("repository_name", {})
+        ids = ruleset.conditions.get("repository_id", {}).get("repository_ids")
+        new = self._ruleset_with(
+            replace(ruleset, name=name or ruleset.name, updated_at=time.time()),
+            ruleset.rules if rules is None else rules,
+            enforcement or ruleset.enforcement,
+            ref.get("include", []) if include is None else include,
+            ref.get("exclude", []) if exclude is None else exclude,
+            names.get("include", ["~ALL"]) if repositories is None else repositories,
+            names.get("exclude", []) if exclude_repositories is None else exclude_repositories,
+            ids if repository_ids is None else repository_ids)
+        rulesets[rulesets.index(ruleset)] = new
+        return new
+
+    def delete_ruleset(self, ruleset: Ruleset) -> Ruleset:
+        self._ruleset_list(ruleset.source).remove(ruleset)
+        return ruleset
+
+    def ruleset(self, where: str, name: str) -> Ruleset:
+        return next(r for r in self._ruleset_list(where) if r.name == name)
+
+    @staticmethod
+    def _ruleset_with(ruleset: Ruleset, rules: Iterable[str | Mapping[str, Any]],
+                      enforcement: str, include: Sequence[str], exclude: Sequence[str],
+                      repositories: Sequence[str], exclude_repositories: Sequence[str],
+                      repository_ids: Sequence[int] | None) -> Ruleset:
+        if enforcement not in RULESET_ENFORCEMENTS:
+            raise ValueError(enforcement)
+        for pattern in (*include, *exclude):
+            # GitHub matches the full ref name: "main" alone would match no branch.
+            if not pattern.startswith(("refs/", "~")) or (
+                    pattern.startswith("~") and pattern not in ("~DEFAULT_BRANCH", "~ALL")):
+                raise ValueError(f"ref pattern {pattern!r}: use refs/heads/..., "
+                                 "~DEFAULT_BRANCH or ~ALL")
+        conditions: dict[str, Any] = {"ref_name": {"include": list(include),
+                                                   "exclude": list(exclude)}}
+        if ruleset.org is not None:
+            if repository_ids is not None:
+                conditions["repository_id"] = {"repository_ids": list(repository_ids)}
+            else:
+                conditions["repository_name"] = {"include": list(repositories),
+                                                 "exclude": list(exclude_repositories),
+                                                 "protected": False}
+        normalized = [ruleset_rule(r) if isinstance(r, str)
+                      else ruleset_rule(str(r["type"]), **dict(r.get("parameters") or {}))
+                      for r in rules]
+        return replace(ruleset, enforcement=enforcement, conditions=conditions,
+                       rules=normalized)
+
+    def add_team_access(self, full_name: str, slug: str, permission: str = "write") -> Team:
+        """Give the owner organization's team `slug` a role on the repository (or change
+        it): admin, maintain, write, triage or read (pull / push are accepted too)."""
+        role = {"pull": "read", "push": "write"}.get(permission, permission)
+        if role not in PERMISSION_LEVELS or role == "none":
+            raise ValueError(permission)
+        repo = self.repo(full_name)
+        team = self.team(repo.owner.login, slug)  # KeyError: the owner has no such team
+        repo.team_access[team.slug] = role
+        return team
+
+    def remove_team_access(self, full_name: str, slug: str) -> str:
+        """Take the team's access away (KeyError: it had none); returns its old role."""
+        return self.repo(full_name).team_access.pop(slug.lower())
+
+    def set_security(self, full_name: str, **features: bool) -> SecuritySettings:
+        """Turn security features (SecuritySettings' fields) on or off; returns the new
+        settings. As GitHub: secret scanning of a private or internal repository needs
+        advanced_security (a public one has no such setting), push protection needs secret
+        scanning, Dependabot security updates need Dependabot alerts; turning one off turns
+        off what needs it."""
+        repo = self.repo(full_name)
+        new = replace(repo.security, **features)
+        if not repo.private and new.advanced_security:
+            raise ValueError("a public repository has no advanced_security setting")
+        needs = [("secret_scanning_push_protection", "secret_scanning"),
+                 ("dependabot_security_updates", "dependabot_alerts")]
+        if repo.private:
+            needs.insert(0, ("secret_scanning", "advanced_security"))
+        for feature, needed in needs:
+            if getattr(new, feature) and not getattr(new, needed):
+                if features.get(feature):
+                    raise ValueError(f"{feature} needs {needed}")
+                setattr(new, feature, False)
+        repo.security = new
+        return new
+
+    def set_custom_properties(self, full_name: str,
+                              values: Mapping[str, str | Sequence[str] | None]
+                              ) -> dict[str, str | list[str] | None]:
+        """Set custom property values of an organization's repository (None unsets one);
+        returns the new values (the dict is replaced: one taken before is the old one)."""
+        repo = self.repo(full_name)
+        if repo.owner.type != "Organization":
+            raise ValueError("custom properties belong to organization repositories")
+        new = dict(repo.custom_properties)
+        for name, value in values.items():
+            if value is None:
+                new.pop(name, None)
+            else:
+                new[name] = value if isinstance(value, str) else list(value)
+        repo.custom_properties = new
+        return new
 
     # ----------------------------------------------------------------- labels & issues
     def add_label(

@@ -16,12 +16,18 @@ import aiohttp
 
 from tests.fakegithub import render
 from tests.fakegithub.state import (
+    PERMISSION_LEVELS,
+    BranchProtection,
     Comment,
     FakeState,
     Installation,
     Issue,
     Repo,
+    Ruleset,
+    SecuritySettings,
+    Team,
     User,
+    git_trees,
     iso,
     node_id,
 )
@@ -138,6 +144,7 @@ def webhook_repo(st: FakeState, r: Repo) -> dict[str, Any]:
         d.pop(key, None)
     d["web_commit_signoff_required"] = False
     d["custom_properties"] = {}
+    d.update(r.settings())
     return d
 
 
@@ -238,7 +245,8 @@ def _commit(
     }
     return {
         "id": sha,
-        "tree_id": hashlib.sha1(f"tree:{sha}".encode()).hexdigest(),
+        "tree_id": git_trees(repo.commits[sha])[""].sha if sha in repo.commits
+        else hashlib.sha1(f"tree:{sha}".encode()).hexdigest(),
         "distinct": True,
         "message": message,
         "timestamp": iso(time.time()),
@@ -443,3 +451,262 @@ def ping(
         },
         "sender": render.user(st, st.app_owner),
     }
+
+
+# ----------------------------------------------------------------------------- source events
+# Events after which what the App's sources read is stale (branch rules, access, security).
+# Arrange the state first (FakeState.protect_branch, add_ruleset, set_permission, ...); for an
+# edit, pass the object as it was (`previous`: the state replaces, never changes, these).
+def _installation_of(st: FakeState, account: User,
+                     installation: Installation | None) -> dict[str, Any]:
+    if installation is None:
+        installation = next((i for i in st.installations.values() if i.account is account),
+                            None)
+    return {"installation": _installation_ref(installation)} if installation else {}
+
+
+def _level(on: bool, rule: BranchProtection) -> str:
+    return ("everyone" if rule.enforce_admins else "non_admins") if on else "off"
+
+
+def protection_rule(st: FakeState, repo: Repo, rule: BranchProtection) -> dict[str, Any]:
+    """A classic protection rule as branch_protection_rule events carry it ("off" /
+    "non_admins" / "everyone"; an allowed force push or deletion is "everyone")."""
+    return {
+        "id": rule.id,
+        "repository_id": repo.id,
+        "name": rule.pattern,
+        "created_at": iso(rule.created_at),
+        "updated_at": iso(rule.updated_at),
+        "pull_request_reviews_enforcement_level":
+            _level(rule.required_approving_review_count is not None, rule),
+        "required_approving_review_count": rule.required_approving_review_count or 0,
+        "dismiss_stale_reviews_on_push": rule.dismiss_stale_reviews,
+        "require_code_owner_review": rule.require_code_owner_reviews,
+        "authorized_dismissal_actors_only": False,
+        "ignore_approvals_from_contributors": False,
+        "required_status_checks": list(rule.required_status_checks or []),
+        "required_status_checks_enforcement_level":
+            _level(rule.required_status_checks is not None, rule),
+        "strict_required_status_checks_policy": rule.strict,
+        "signature_requirement_enforcement_level": _level(rule.required_signatures, rule),
+        "linear_history_requirement_enforcement_level":
+            _level(rule.required_linear_history, rule),
+        "admin_enforced": rule.enforce_admins,
+        "create_protected": rule.block_creations,
+        "allow_force_pushes_enforcement_level": "everyone" if rule.allow_force_pushes else "off",
+        "allow_deletions_enforcement_level": "everyone" if rule.allow_deletions else "off",
+        "merge_queue_enforcement_level": "off",
+        "required_deployments_enforcement_level": "off",
+        "required_conversation_resolution_level":
+            _level(rule.required_conversation_resolution, rule),
+        "authorized_actors_only": False,
+        "authorized_actor_names": [],
+        "require_last_push_approval": rule.require_last_push_approval,
+        "lock_branch_enforcement_level": _level(rule.lock_branch, rule),
+        "lock_allows_fork_sync": False,
+    }
+
+
+def branch_protection_rule(
+    st: FakeState,
+    repo: Repo,
+    rule: BranchProtection,
+    action: str,
+    *,
+    previous: BranchProtection | None = None,
+    sender: str | User | None = None,
+    installation: Installation | None = None,
+) -> dict[str, Any]:
+    """`branch_protection_rule` event: created, edited (`changes`: what differs from
+    `previous`) or deleted (the rule unprotect_branch returned)."""
+    payload: dict[str, Any] = {"action": action, "rule": protection_rule(st, repo, rule)}
+    if action == "edited":
+        before = protection_rule(st, repo, previous) if previous is not None else {}
+        payload["changes"] = {k: {"from": v} for k, v in before.items()
+                              if k != "updated_at" and payload["rule"][k] != v}
+    payload.update(_repo_context(st, repo, installation))
+    payload["sender"] = _sender(st, sender, _default_actor(st, repo.owner))
+    return payload
+
+
+def _ruleset_changes(old: Ruleset, new: Ruleset) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    if old.name != new.name:
+        changes["name"] = {"from": old.name}
+    if old.enforcement != new.enforcement:
+        changes["enforcement"] = {"from": old.enforcement}
+    conditions: dict[str, list[Any]] = {"added": [], "deleted": [], "updated": []}
+    for key in dict.fromkeys([*old.conditions, *new.conditions]):
+        was, now = old.conditions.get(key), new.conditions.get(key)
+        if was == now:
+            continue
+        if was is None:
+            conditions["added"].append({key: now})
+        elif now is None:
+            conditions["deleted"].append({key: was})
+        else:
+            conditions["updated"].append({
+                "condition": {key: now},
+                "changes": {k: {"from": was.get(k)} for k in ("include", "exclude")
+                            if was.get(k) != now.get(k)}})
+    if any(conditions.values()):
+        changes["conditions"] = conditions
+    was_rules = {r["type"]: r for r in old.rules}
+    now_rules = {r["type"]: r for r in new.rules}
+    rules: dict[str, list[Any]] = {
+        "added": [r for t, r in now_rules.items() if t not in was_rules],
+        "deleted": [r for t, r in was_rules.items() if t not in now_rules],
+        "updated": [{"rule": r, "changes": {"configuration": {
+            "from": json.dumps(was_rules[t].get("parameters"))}}}
+            for t, r in now_rules.items() if t in was_rules and was_rules[t] != r],
+    }
+    if any(rules.values()):
+        changes["rules"] = rules
+    return changes
+
+
+def repository_ruleset(
+    st: FakeState,
+    ruleset: Ruleset,
+    action: str,
+    *,
+    previous: Ruleset | None = None,
+    sender: str | User | None = None,
+    installation: Installation | None = None,
+) -> dict[str, Any]:
+    """`repository_ruleset` event: created, edited (`changes` from `previous`) or deleted.
+    An organization's ruleset has no `repository`."""
+    from tests.fakegithub.repo_rules import ruleset_json  # it imports this module
+
+    payload: dict[str, Any] = {"action": action,
+                               "repository_ruleset": ruleset_json(st, ruleset)}
+    if action == "edited" and previous is not None:
+        payload["changes"] = _ruleset_changes(previous, ruleset)
+    if ruleset.repo is not None:
+        owner = ruleset.repo.owner
+        payload.update(_repo_context(st, ruleset.repo, installation))
+    else:
+        assert ruleset.org is not None
+        owner = ruleset.org
+        payload["organization"] = _organization(st, owner)
+        payload.update(_installation_of(st, owner, installation))
+    payload["sender"] = _sender(st, sender, _default_actor(st, owner))
+    return payload
+
+
+# The `permission` webhooks name: maintain counts as write, triage as read.
+_HOOK_PERMISSION = {"admin": "admin", "maintain": "write", "write": "write", "triage": "read",
+                    "read": "read"}
+
+
+def member(
+    st: FakeState,
+    repo: Repo,
+    login: str,
+    action: str,
+    *,
+    old_permission: str | None = None,
+    sender: str | User | None = None,
+    installation: Installation | None = None,
+) -> dict[str, Any]:
+    """`member` event: a direct collaborator added (their role as in the state), edited
+    (`old_permission`: the role before) or removed."""
+    role = repo.collaborators.get(login.lower(), "none")
+    payload: dict[str, Any] = {"action": action, "member": render.user(st, st.user(login))}
+    if action == "added":
+        payload["changes"] = {"permission": {"to": _HOOK_PERMISSION.get(role, role)},
+                              "role_name": {"to": role}}
+    elif action == "edited":
+        was = old_permission or role
+        payload["changes"] = {"old_permission": {"from": was},
+                              "permission": {"from": _HOOK_PERMISSION.get(was, was),
+                                             "to": _HOOK_PERMISSION.get(role, role)}}
+    payload.update(_repo_context(st, repo, installation))
+    payload["sender"] = _sender(st, sender, _default_actor(st, repo.owner))
+    return payload
+
+
+def _role_flags(role: str | None) -> dict[str, bool]:
+    rank = PERMISSION_LEVELS.index(role) if role else len(PERMISSION_LEVELS)
+    return {"admin": rank <= 0, "maintain": rank <= 1, "push": rank <= 2, "triage": rank <= 3,
+            "pull": rank <= 4}
+
+
+def team(
+    st: FakeState,
+    team: Team,
+    action: str,
+    *,
+    repo: Repo | None = None,
+    old_permission: str | None = None,
+    changes: Mapping[str, Any] | None = None,
+    sender: str | User | None = None,
+    installation: Installation | None = None,
+) -> dict[str, Any]:
+    """`team` event: added_to_repository / removed_from_repository (`repo`; arrange
+    add_team_access / remove_team_access first), or edited: the team's own fields
+    (`changes`), or its role on `repo` (`old_permission`: the role before)."""
+    from tests.fakegithub.repo_rules import team_json  # it imports this module
+
+    role = repo.team_access.get(team.slug) if repo is not None else None
+    body = team_json(st, team, role or "read")
+    for key in ("permissions", "type", "organization_id"):
+        body.pop(key)
+    payload: dict[str, Any] = {"action": action, "team": body}
+    change: dict[str, Any] = dict(changes or {})
+    if action == "edited" and repo is not None and old_permission is not None:
+        change["repository"] = {"permissions": {"from": _role_flags(old_permission)}}
+    if action == "edited":
+        payload["changes"] = change
+    if repo is not None:
+        payload.update(_repo_context(st, repo, installation))
+        payload["repository"]["permissions"] = _role_flags(role)
+    else:
+        payload.update(_installation_of(st, team.org, installation))
+    payload["organization"] = _organization(st, team.org)
+    payload["sender"] = _sender(st, sender, _default_actor(st, team.org))
+    return payload
+
+
+def security_and_analysis(
+    st: FakeState,
+    repo: Repo,
+    previous: SecuritySettings,
+    *,
+    sender: str | User | None = None,
+    installation: Installation | None = None,
+) -> dict[str, Any]:
+    """`security_and_analysis` event (it has no action): `previous` is `repo.security` as
+    it was before set_security; the repository carries the settings now."""
+    from tests.fakegithub.repo_rules import security_and_analysis as shown
+
+    payload: dict[str, Any] = {
+        "changes": {"from": {"security_and_analysis": shown(repo, previous)}}}
+    payload.update(_repo_context(st, repo, installation))
+    payload["repository"]["security_and_analysis"] = shown(repo)
+    payload["sender"] = _sender(st, sender, _default_actor(st, repo.owner))
+    return payload
+
+
+def custom_property_values(
+    st: FakeState,
+    repo: Repo,
+    previous: Mapping[str, Any],
+    *,
+    sender: str | User | None = None,
+    installation: Installation | None = None,
+) -> dict[str, Any]:
+    """`custom_property_values` "updated": the properties that changed since `previous`
+    (`repo.custom_properties` before set_custom_properties), old and new."""
+    now = repo.custom_properties
+    changed = [n for n in dict.fromkeys([*previous, *now]) if previous.get(n) != now.get(n)]
+    payload: dict[str, Any] = {
+        "action": "updated",
+        "new_property_values": [{"property_name": n, "value": now.get(n)} for n in changed],
+        "old_property_values": [{"property_name": n, "value": previous.get(n)}
+                                for n in changed],
+    }
+    payload.update(_repo_context(st, repo, installation))
+    payload["sender"] = _sender(st, sender, _default_actor(st, repo.owner))
+    return payload

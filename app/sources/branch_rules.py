@@ -1,0 +1,164 @@
+"""The rules that protect a branch: classic branch protection and active rulesets.
+
+Two REST reads per branch (conditional, so a rescan of an unchanged branch is free):
+`GET /repos/{o}/{r}/branches/{b}/protection` (404: not protected) and
+`GET /repos/{o}/{r}/rules/branches/{b}`, which lists the rules of every *active* ruleset
+that applies, repository or organization level (rulesets in `evaluate` or `disabled` mode
+are not returned, so they never count). The default branch is always read; policies add
+branches through `Needs.branches`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+from app.sources.base import Needs, Reader, RepoRef, Source, Unreadable
+
+
+@dataclass(frozen=True)
+class Protection:
+    """What one branch requires, from classic protection or rulesets, in GitHub's REST
+    names. None: not required by that mechanism."""
+
+    required_approving_review_count: int | None = None
+    dismiss_stale_reviews: bool = False
+    require_code_owner_reviews: bool = False
+    required_status_checks: tuple[str, ...] | None = None
+    enforce_admins: bool = False
+    # True: force pushes / deletions are blocked.
+    blocks_force_pushes: bool = False
+    blocks_deletions: bool = False
+    required_signatures: bool = False
+    required_conversation_resolution: bool = False
+
+
+@dataclass(frozen=True)
+class BranchRules:
+    branch: str
+    # None: the branch has no classic protection.
+    classic: Protection | None
+    # The combined rules of the active rulesets that apply (None: no active ruleset).
+    rulesets: Protection | None
+    # The rulesets the rules came from ("Repository:name" / "Organization:name").
+    sources: tuple[str, ...] = ()
+    # Why a part could not be read (403: the App lacks a permission); None when it was.
+    classic_unreadable: str | None = None
+
+
+@dataclass(frozen=True)
+class AllBranchRules:
+    # branch name -> its rules; the default branch is always there.
+    branches: Mapping[str, BranchRules] = field(default_factory=dict)
+    default_branch: str = "main"
+
+    def of(self, branch: str | None = None) -> BranchRules:
+        return self.branches[branch or self.default_branch]
+
+
+def _enabled(data: Any, key: str) -> bool:
+    value = data.get(key) if isinstance(data, dict) else None
+    return bool(value.get("enabled")) if isinstance(value, dict) else bool(value)
+
+
+def parse_classic(data: Mapping[str, Any]) -> Protection:
+    reviews = data.get("required_pull_request_reviews")
+    checks = data.get("required_status_checks")
+    contexts: tuple[str, ...] | None = None
+    if isinstance(checks, dict):
+        names = [str(c) for c in checks.get("contexts") or []]
+        names += [str(c.get("context")) for c in checks.get("checks") or []
+                  if isinstance(c, dict) and c.get("context")]
+        contexts = tuple(dict.fromkeys(names))
+    return Protection(
+        required_approving_review_count=int(reviews.get("required_approving_review_count") or 0)
+        if isinstance(reviews, dict) else None,
+        dismiss_stale_reviews=isinstance(reviews, dict)
+        and bool(reviews.get("dismiss_stale_reviews")),
+        require_code_owner_reviews=isinstance(reviews, dict)
+        and bool(reviews.get("require_code_owner_reviews")),
+        required_status_checks=contexts,
+        enforce_admins=_enabled(data, "enforce_admins"),
+        # allow_force_pushes.enabled false means blocked.
+        blocks_force_pushes=not _enabled(data, "allow_force_pushes"),
+        blocks_deletions=not _enabled(data, "allow_deletions"),
+        required_signatures=_enabled(data, "required_signatures"),
+        required_conversation_resolution=_enabled(data, "required_conversation_resolution"),
+    )
+
+
+def parse_rules(rules: list[Any]) -> tuple[Protection | None, tuple[str, ...]]:
+    """Combine the active rules for a branch (the strictest of each kind wins)."""
+    if not rules:
+        return None, ()
+    count: int | None = None
+    dismiss = owners = threads = signatures = force = deletion = False
+    contexts: list[str] | None = None
+    sources: list[str] = []
+    for rule in rules:
+        if not isinstance(rule, dict):
+            continue
+        kind = rule.get("type")
+        raw = rule.get("parameters")
+        params: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        src = f"{rule.get('ruleset_source_type', 'Repository')}:{rule.get('ruleset_source', '')}"
+        if src not in sources:
+            sources.append(src)
+        if kind == "pull_request":
+            n = int(params.get("required_approving_review_count") or 0)
+            count = n if count is None else max(count, n)
+            dismiss = dismiss or bool(params.get("dismiss_stale_reviews_on_push"))
+            owners = owners or bool(params.get("require_code_owner_review"))
+            threads = threads or bool(params.get("required_review_thread_resolution"))
+        elif kind == "required_status_checks":
+            contexts = (contexts or []) + [
+                str(c.get("context")) for c in params.get("required_status_checks") or []
+                if isinstance(c, dict) and c.get("context")]
+        elif kind == "non_fast_forward":
+            force = True
+        elif kind == "deletion":
+            deletion = True
+        elif kind == "required_signatures":
+            signatures = True
+    return Protection(
+        required_approving_review_count=count, dismiss_stale_reviews=dismiss,
+        require_code_owner_reviews=owners,
+        required_status_checks=tuple(dict.fromkeys(contexts)) if contexts is not None else None,
+        # A ruleset binds admins too unless they are bypass actors, which this endpoint
+        # does not list; an active ruleset counts as enforced for admins.
+        enforce_admins=True, blocks_force_pushes=force, blocks_deletions=deletion,
+        required_signatures=signatures, required_conversation_resolution=threads,
+    ), tuple(sources)
+
+
+class BranchRulesSource(Source[AllBranchRules]):
+    name: ClassVar[str] = "branch_rules"
+    stale_on: ClassVar[frozenset[str]] = frozenset({
+        "branch_protection_rule", "repository_ruleset", "repository.edited"})
+    cache: ClassVar[str] = "etag"
+
+    async def complete(self, reader: Reader, repo: RepoRef, view: Any, needs: Needs
+                       ) -> AllBranchRules | Unreadable:
+        branches = [repo.default_branch, *sorted(needs.branches - {repo.default_branch})]
+        out: dict[str, BranchRules] = {}
+        for branch in branches:
+            b = quote(branch, safe="")
+            classic = await reader.get(f"branches/{b}/protection", expect=(403, 404))
+            status, rules = await reader.get_all(f"rules/branches/{b}?per_page=100",
+                                                 expect=(403, 404))
+            if status == 403:
+                return Unreadable("GitHub refused to list the rulesets (403)")
+            combined, sources = parse_rules(rules)
+            out[branch] = BranchRules(
+                branch=branch,
+                classic=parse_classic(classic.body)
+                if classic.status == 200 and isinstance(classic.body, dict) else None,
+                rulesets=combined, sources=sources,
+                classic_unreadable="the App may not read branch protection (403): grant "
+                "it \"Administration: read\"" if classic.status == 403 else None)
+        return AllBranchRules(out, repo.default_branch)
+
+
+SOURCE = BranchRulesSource()
