@@ -334,14 +334,15 @@ async def check_pull(ctx: Ctx, installation_id: int, repo_id: int, number: int) 
 
 
 async def check_config(ctx: Ctx, installation_id: int, repo_id: int, sha: str,
-                       pull_number: int | None = None, base_sha: str | None = None) -> str:
+                       pull_number: int | None = None, base_sha: str | None = None,
+                       preview: bool = True) -> str:
     """Report config.yaml at a commit of the `.github` repository as a check run (with a
     preview of the change for a pull request)."""
     # A report, not enforcement (the scan records an unreadable config on its own): a few
     # tries, and the next push reports again.
     return await _run(ctx, f"config check of {sha[:7]} in repository {repo_id}",
                       lambda: config_checks.check_config(_svc(ctx), installation_id, repo_id,
-                                                         sha, pull_number, base_sha),
+                                                         sha, pull_number, base_sha, preview),
                       max_tries=CONFIG_CHECK_TRIES)
 
 

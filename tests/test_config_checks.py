@@ -138,3 +138,23 @@ exemptions:
     other = pulls.open_pull(st, "acme/.github", "docs")
     await send(stack, fake_github, "pull_request", events.pull_request(st, other, "opened"))
     assert pulls.check_runs(st, "acme/.github", other.head_sha, CONFIG_CHECK) == []
+
+
+async def test_a_pull_request_from_outside_gets_no_preview(stack: Stack,
+                                                          fake_github: FakeGitHub) -> None:
+    """A preview names repositories (private ones too) and runs the proposed rules over
+    stored data: a fork's pull request by someone outside the organization gets only the
+    config's validity."""
+    st = fake_github.state
+    await installed(stack, fake_github)
+    pulls.fork(st, "acme/.github", "mallory")
+    pulls.create_branch(st, "mallory/.github", "probe")
+    pulls.commit(st, "mallory/.github", "probe", {"config.yaml": CONFIG.replace(
+        "create-issue", "log-only")})
+    pr = pulls.open_pull(st, "acme/.github", "probe", head_repo="mallory/.github",
+                         user="mallory")
+    await send(stack, fake_github, "pull_request", events.pull_request(st, pr, "opened"))
+    (run,) = pulls.check_runs(st, "acme/.github", pr.head_sha, CONFIG_CHECK)
+    assert (run.conclusion, run.title) == ("success", "config.yaml is valid: 1 policy")
+    assert (run.summary or "").startswith("No preview:")
+    assert "acme/svc-" not in (run.summary or "")

@@ -10,7 +10,8 @@ from pydantic import ValidationError
 from app.config import ConfigError, parse_config
 from app.policies import REGISTRY
 from app.policies.base import DOCS_URL, RepoSnapshot, SourceUnreadable
-from app.policies.branch_protection import POLICY, BranchProtectionParams, code
+from app.policies.base import inline_code as code
+from app.policies.branch_protection import POLICY, BranchProtectionParams
 from app.sources.base import Unreadable
 from app.sources.branch_rules import AllBranchRules, BranchRules, Protection
 

@@ -255,7 +255,7 @@ def test_repository_text_stays_inside_code_spans() -> None:
         run: echo ${{ github.event.issue.body }}
     """)
     message = run({f"{WF}/x.yml": text}).message
-    assert "(`evil ' @everyone [link](x)`)" in message
+    assert "(``evil ` @everyone [link](x)``)" in message
 
 
 def test_no_workflows_passes() -> None:

@@ -253,3 +253,15 @@ def test_config_reports_bad_param_with_its_line() -> None:
         in str(info.value)
     good = parse_config(text.replace("length(@, @)", "length(@)"))
     assert good.policies[0].needs.files == frozenset({CATALOG})
+
+
+@pytest.mark.parametrize(("query", "reason"), [
+    # Each step doubles the data: exponential without a bound.
+    ("@" + " | [@, @][]" * 40, "too much work"),
+    ("to_string(@)" + " | to_string([@, @])" * 40, "over 100,000 characters"),
+    ("join(to_string(@)" + " | to_string([@, @, @])" * 8 + ", ['a', 'b', 'c'])",
+     "over 100,000 characters"),
+])
+def test_a_runaway_query_is_stopped_with_the_reason(query: str, reason: str) -> None:
+    result = POLICY.evaluate(snap(), params(query=query, message="never {repo}"))
+    assert not result.passed and reason in result.details["error"]

@@ -11,7 +11,8 @@ from pydantic import ValidationError
 from app.config.loader import ConfigError, parse_config
 from app.policies import REGISTRY, RepoSnapshot
 from app.policies.base import DOCS_URL, Result
-from app.policies.file_contains import POLICY, FileContainsParams, code
+from app.policies.base import inline_code as code
+from app.policies.file_contains import POLICY, FileContainsParams
 
 SEE = f"See {DOCS_URL}#file_contains."
 
@@ -74,7 +75,7 @@ def test_a_binary_file_is_empty_text() -> None:
 def test_a_pattern_with_backticks_is_quoted_whole() -> None:
     result = run("x", "README.md", pattern="`make test`")
     assert "`` `make test` ``" in result.message
-    assert code("a``b") == "``` a``b ```"
+    assert code("a``b") == "```a``b```"
     assert code("@acme/team") == "`@acme/team`"
 
 

@@ -223,3 +223,9 @@ async def test_a_permission_github_refuses_leaves_the_result_as_it_was(
     # Still open: "not checked" is not "compliant".
     assert "protection" in await open_policies(stack, st, "bad")
     assert "protection" not in await open_policies(stack, st, "good")
+    # Dependabot alerts are refused too (a non-null GraphQL field: GitHub nulls the whole
+    # repository where it is refused); in a query of their own, they take nothing else
+    # with them: the repository was scanned, its other results stand.
+    (bad,) = [r for r in await stack.repositories() if r.full_name == "acme/bad"]
+    assert (bad.last_scan_status, bad.last_scan_error) == ("ok", None)
+    assert {"security", "license", "binaries"} <= await open_policies(stack, st, "bad")

@@ -78,11 +78,11 @@ exemptions:
                                        "legacy-x": "exempt"}
     exempt = issue_of(st, "legacy-x")
     assert (exempt.state, exempt.state_reason) == ("closed", "not_planned")
-    assert (f"is exempt (retired at the end of the quarter, until {until}, approved by "
-            "@alice) for this repository") in exempt.comments[-1].body
+    assert (f"**{POLICY}** is exempt for this repository until {until}, approved by "
+            "`alice`: `retired at the end of the quarter`.") in exempt.comments[-1].body
     left = issue_of(st, "svc-b")
     assert left.state == "closed"
-    assert "no longer applies to this repository (matched by `exclude` (svc-b))" in \
+    assert "no longer applies to this repository: ``matched by `exclude` (svc-b)``" in \
         left.comments[-1].body
     (v,) = [v for v in await stack.violations() if v.state == "exempt"]
     assert v.details["exemption"]["expires"] == until
@@ -100,7 +100,8 @@ async def test_a_repository_exempts_itself_only_when_allowed(stack: Stack,
                                                              fake_github: FakeGitHub) -> None:
     st = fake_github.state
     until = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=10)).isoformat()
-    own = f"exemptions:\n  - policies: [{POLICY}]\n    reason: new repo\n    expires: {until}\n"
+    own = (f"exemptions:\n  - policies: [{POLICY}]\n    reason: \"new repo @acme/everyone\"\n"
+           f"    expires: {until}\n")
     inst = st.add_installation("acme", [
         {"name": ".github", "files": {"config.yaml": BASE, "AGENTS.md": "x"}},
         {"name": "svc-a", "files": {REPO_EXEMPTIONS_PATH: own}},
@@ -114,11 +115,16 @@ async def test_a_repository_exempts_itself_only_when_allowed(stack: Stack,
 
     await push_config(stack, fake_github, BASE + "allow_repo_exemptions: true\n")
     assert await states(stack, st) == {"svc-a": "exempt", "svc-b": "open"}
-    assert issue_of(st, "svc-a").state_reason == "not_planned"
+    closed = issue_of(st, "svc-a")
+    assert closed.state_reason == "not_planned"
+    # The repository's own words go into the issue as code: nobody is mentioned.
+    assert "exempt for this repository until" in closed.comments[-1].body
+    assert ": `new repo @acme/everyone`." in closed.comments[-1].body
     (v,) = [v for v in await stack.violations() if v.state == "exempt"]
     assert v.details["exemption"] == {
-        "reason": "new repo", "expires": until, "approved_by": None,
-        "source": REPO_EXEMPTIONS_PATH, "text": f"exempt (new repo, until {until})"}
+        "reason": "new repo @acme/everyone", "expires": until, "approved_by": None,
+        "source": REPO_EXEMPTIONS_PATH,
+        "text": f"exempt (new repo @acme/everyone, until {until})"}
 
     # A self-exemption beyond a year is ignored, with a note on the repository's page.
     far = own.replace(until, "2099-01-01")
@@ -128,3 +134,32 @@ async def test_a_repository_exempts_itself_only_when_allowed(stack: Stack,
     (repo,) = [r for r in await stack.repositories() if r.full_name == "acme/svc-a"]
     assert repo.overrides is not None
     assert any("more than 366 days ahead" in n for n in repo.overrides["notes"])
+
+
+async def test_forks_are_judged_only_when_a_policy_opts_them_in(
+        stack: Stack, fake_github: FakeGitHub) -> None:
+    st = fake_github.state
+    inst = st.add_installation("acme", [
+        {"name": ".github", "files": {"config.yaml": BASE + "    fork: true\n",
+                                      "AGENTS.md": "x"}},
+        {"name": "svc-a", "files": {"AGENTS.md": "x"}},
+        {"name": "copy", "fork": True, "files": {}},
+    ], events=MANIFEST["default_events"], permissions=MANIFEST["default_permissions"])
+    await send(stack, fake_github, "installation", hooks.installation(st, inst))
+    fork = st.repo("acme/copy")
+    (v,) = [v for v in await stack.violations("open") if v.repository_id == fork.id]
+    assert issue_of(st, "copy").state == "open"
+
+    # A push to the fork rescans it (it is in scope).
+    await send(stack, fake_github, "push",
+               hooks.commit_and_push(st, "acme/copy", {"AGENTS.md": "x"}))
+    assert [x.state for x in await stack.violations() if x.id == v.id] == ["resolved"]
+    await send(stack, fake_github, "push",
+               hooks.commit_and_push(st, "acme/copy", {"AGENTS.md": None}))
+    assert [x.state for x in await stack.violations() if x.id == v.id] == ["open"]
+
+    # No policy takes in forks any more: what the fork held ends, with the reason.
+    await push_config(stack, fake_github, BASE)
+    (after,) = [x for x in await stack.violations() if x.id == v.id]
+    assert after.state == "resolved" and "takes in forks" in (after.closed_reason or "")
+    assert issue_of(st, "copy").state == "closed"

@@ -4,6 +4,7 @@ evaluate()."""
 from __future__ import annotations
 
 import builtins
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -67,6 +68,19 @@ class RepoSnapshot:
         if path not in self.files:
             raise KeyError(f"{path!r} was not fetched: declare it in the policy's needs")
         return self.files[path]
+
+
+def inline_code(text: str, limit: int = 200) -> str:
+    """`text` as a Markdown code span on one line that no backtick, newline or @mention in
+    it escapes: repository text (file contents, names admins chose, reasons) goes into
+    issues and check runs, where it must neither render nor notify anyone."""
+    flat = " ".join(text.split())
+    if len(flat) > limit:
+        flat = flat[:limit] + "…"
+    longest = max((len(m) for m in re.findall("`+", flat)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if flat.startswith("`") or flat.endswith("`") else ""
+    return f"{fence}{pad}{flat}{pad}{fence}"
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from app.policies.base import (
     Result,
     SourceUnreadable,
 )
+from app.policies.base import inline_code as code
 from app.sources.branch_rules import SOURCE, BranchRules, Protection
 
 TYPE = "branch_protection"
@@ -26,20 +27,6 @@ TYPE = "branch_protection"
 MAX_BRANCHES = 20
 # Items listed in a message or in details.
 MAX_LISTED = 20
-
-
-def code(text: str) -> str:
-    """`text` as a Markdown code span that no backtick, newline or @mention in it escapes
-    (ruleset and check names are chosen by whoever administers the repository)."""
-    flat = " ".join(text.split())[:200]
-    longest = 0
-    run = 0
-    for ch in flat:
-        run = run + 1 if ch == "`" else 0
-        longest = max(longest, run)
-    fence = "`" * (longest + 1)
-    pad = " " if flat.startswith("`") or flat.endswith("`") else ""
-    return f"{fence}{pad}{flat}{pad}{fence}"
 
 
 def _names(values: tuple[str, ...], what: str) -> tuple[str, ...]:

@@ -38,8 +38,9 @@ from typing import Annotated, Any, ClassVar
 
 import jmespath
 from jmespath import exceptions as jexc
-from jmespath.functions import Functions
+from jmespath.functions import Functions, signature
 from jmespath.parser import ParsedResult
+from jmespath.visitor import TreeInterpreter
 from pydantic import AfterValidator, Field, field_validator
 from ruamel.yaml.error import YAMLError
 
@@ -99,6 +100,62 @@ def _check_functions(node: Mapping[str, Any]) -> None:
                 raise ValueError(f"{name}() takes {'at least ' if variadic else ''}"
                                  f"{len(signature)} argument(s), not {len(children)}")
         stack.extend(children)
+
+
+# Nodes a query may visit over one repository's view: JMESPath has no loops, but a query
+# that doubles its data at each step (`[@, @][]` over and over) grows it exponentially.
+MAX_STEPS = 200_000
+
+
+class TooCostly(jexc.JMESPathError):
+    """The query did more work than MAX_STEPS allows."""
+
+
+# Longest string a query may build (to_string, join): each call checks its result, so a
+# query that doubles a string stops at twice this.
+MAX_STRING = 100_000
+
+
+def _bounded(text: str) -> str:
+    if len(text) > MAX_STRING:
+        raise TooCostly(f"the query builds a string over {MAX_STRING:,} characters")
+    return text
+
+
+class _BoundedFunctions(Functions):
+    """JMESPath's functions, with the ones that build strings bounded."""
+
+    @signature({"types": []})
+    def _func_to_string(self, arg: Any) -> str:
+        if isinstance(arg, str):
+            return _bounded(arg)
+        return _bounded(json.dumps(arg, separators=(",", ":"), default=str))
+
+    @signature({"types": ["string"]}, {"types": ["array-string"]})
+    def _func_join(self, separator: str, array: list[str]) -> str:
+        if len(separator) * len(array) > MAX_STRING:
+            raise TooCostly(f"the query builds a string over {MAX_STRING:,} characters")
+        return _bounded(separator.join(array))
+
+
+class _Budgeted(TreeInterpreter):
+    """JMESPath's interpreter, stopped after MAX_STEPS visits: a rule from the config
+    (or a config pull request's preview) cannot take a worker's CPU or memory."""
+
+    def __init__(self) -> None:
+        super().__init__(jmespath.Options(custom_functions=_BoundedFunctions()))
+        self.left = MAX_STEPS
+
+    def visit(self, node: Any, *args: Any, **kwargs: Any) -> Any:
+        self.left -= 1
+        if self.left < 0:
+            raise TooCostly(f"the query does too much work (over {MAX_STEPS:,} steps)")
+        return super().visit(node, *args, **kwargs)
+
+
+def search(query: str, data: Any) -> Any:
+    """Evaluate a (compiled, checked) query within its budget."""
+    return _Budgeted().visit(compiled(query).parsed, data)
 
 
 @functools.lru_cache(maxsize=256)
@@ -339,7 +396,7 @@ class Expression(PolicyBase):
             raise TypeError("the expression policy needs its params")
         details: dict[str, Any] = {"query": params.query[:500]}
         try:
-            result = compiled(params.query).search(self.view(snapshot, params))
+            result = search(params.query, self.view(snapshot, params))
         except (jexc.JMESPathError, RecursionError) as exc:
             error = describe_query_error(exc)
             details["error"] = error[:500]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import builtins
 import datetime as _dt
 import json
-import re
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
@@ -27,6 +26,7 @@ from app.policies.base import (
     RepoSnapshot,
     Result,
 )
+from app.policies.base import inline_code as code
 from app.policies.file_exists import MAX_LISTED, relative_path
 from app.yamlsafe import describe_error, load_all, size_over
 
@@ -34,14 +34,6 @@ TYPE = "file_contains"
 # Longest value (as JSON) or error quoted back into a message.
 MAX_SHOWN = 80
 MAX_REASON = 200
-
-
-def code(text: str) -> str:
-    """`text` as Markdown inline code, whatever backticks it holds. Code also keeps an
-    `@team` in a file from mentioning anyone when the message becomes an issue."""
-    run = max((len(m) for m in re.findall("`+", text)), default=0)
-    fence, pad = "`" * (run + 1), " " if run else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _shown(value: Any) -> str:

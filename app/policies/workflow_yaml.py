@@ -14,6 +14,7 @@ from typing import Any
 
 from ruamel.yaml.error import YAMLError
 
+from app.policies.base import inline_code as code
 from app.sources.workflows import MAX_WORKFLOW_BYTES, Workflows
 from app.yamlsafe import describe_error, describe_size, load_all
 
@@ -137,15 +138,6 @@ def _text(value: Any) -> str | None:
     if isinstance(value, str | int | float):
         return str(value)
     return None
-
-
-def code(value: str, limit: int = QUOTE) -> str:
-    """`value` as Markdown inline code on one line: repository text goes into issues, so
-    it must neither break out of the code span nor run on."""
-    flat = " ".join(value.split()).replace("`", "'")
-    if len(flat) > limit:
-        flat = flat[:limit] + "..."
-    return f"`{flat}`" if flat else "``"
 
 
 def step_label(step: Step) -> str:

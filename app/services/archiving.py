@@ -80,7 +80,8 @@ def archive_pending(v: Violation, dry_run: bool, on: date) -> bool:
     done = action_progress(v.reconciled, ARCHIVE, dry_run)
     if v.state != "open":
         # Something was done or announced while open: record that it resolved.
-        return done not in (None, "resolved") or v.archive_due is not None
+        # (An exempt violation's own state counts as recorded, as "resolved" does.)
+        return done not in (None, "resolved", v.state) or v.archive_due is not None
     if done == "open":
         return False
     if v.archive_due is None:

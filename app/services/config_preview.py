@@ -83,6 +83,21 @@ def preview(new: OrgConfig, repos: Iterable[Repository],
                    sorted(expiring, key=lambda x: x[2]), count)
 
 
+def merged(parts: list[Preview]) -> Preview:
+    """Previews of chunks of the repositories, as one (policies in the first's order)."""
+    by_name: dict[str, PolicyPreview] = {}
+    for part in parts:
+        for pol in part.policies:
+            into = by_name.setdefault(pol.name, PolicyPreview(pol.name, removed=pol.removed))
+            into.newly_violating += pol.newly_violating
+            into.newly_complying += pol.newly_complying
+            into.not_previewed += pol.not_previewed
+    kept = [p for p in by_name.values() if not p.removed]
+    gone = sorted((p for p in by_name.values() if p.removed), key=lambda p: p.name)
+    return Preview([*kept, *gone], parts[0].expiring if parts else [],
+                   sum(p.repositories for p in parts))
+
+
 def _names(names: list[str]) -> str:
     shown = ", ".join(f"`{n}`" for n in names[:LISTED])
     more = len(names) - LISTED

@@ -18,7 +18,9 @@ from ruamel.yaml.error import YAMLError
 from app.config import OrgConfig, PolicyConfig
 from app.config.fields import Model
 from app.config.scope import MAX_REPO_EXEMPTION_DAYS, Exemption
+from app.db.models import Repository
 from app.policies import RepoSnapshot, Result
+from app.policies.base import inline_code
 from app.services.reminders import OVERRIDES_PATH
 from app.sources import Needs, SourceUnreadable
 from app.sources.custom_properties import SOURCE as CUSTOM_PROPERTIES
@@ -27,6 +29,8 @@ from app.yamlsafe import describe_error, load_all
 
 # A repository's own exemptions (read when the org config sets allow_repo_exemptions).
 REPO_EXEMPTIONS_PATH = ".github/policy-exemptions.yaml"
+# Notes kept about a repository's exemptions file (they are shown on its page).
+MAX_NOTES = 10
 
 
 @dataclass
@@ -39,6 +43,13 @@ class Judgement:
     exempt: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Problems with the repository's exemptions file (shown on its dashboard page).
     notes: list[str] = field(default_factory=list)
+
+
+def scanned(repo: Repository, cfg: OrgConfig | None) -> bool:
+    """Whether scans look at the repository: present, not archived, and a fork only when
+    a policy opts forks in (`fork: true`)."""
+    return repo.present and not repo.archived and (
+        not repo.fork or (cfg is not None and cfg.scans_forks()))
 
 
 def needs_of(cfg: OrgConfig) -> Needs:
@@ -88,6 +99,9 @@ def repo_exemptions(text: str | None, repo_name: str, cfg: OrgConfig, today: dt.
     out: list[Exemption] = []
     notes: list[str] = []
     for index, item in enumerate(items):
+        if len(notes) >= MAX_NOTES:
+            notes.append(f"{where}: more problems after exemptions[{index - 1}] are not listed")
+            break
         try:
             parsed = _RepoExemption.model_validate(item)
             exemption = Exemption(repos=(repo_name,), policies=parsed.policies,
@@ -109,6 +123,16 @@ def repo_exemptions(text: str | None, repo_name: str, cfg: OrgConfig, today: dt.
         else:
             out.append(exemption)
     return out, notes
+
+
+def exempt_reason(policy: str, exemption: dict[str, Any]) -> str:
+    """Why an issue closes for an exemption, for the issue: the reason (the repository's own
+    file may hold it) as inline code, so it can neither render nor mention anyone."""
+    until = f" until {exemption['expires']}" if exemption.get("expires") else ""
+    who = exemption.get("approved_by")
+    by = f", approved by {inline_code(str(who), 50)}" if who else ""
+    return (f"**{policy}** is exempt for this repository{until}{by}: "
+            f"{inline_code(str(exemption.get('reason') or ''), 300)}.")
 
 
 def _properties(snapshot: RepoSnapshot) -> dict[str, Any] | None:

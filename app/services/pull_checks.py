@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -37,7 +38,7 @@ from app.github.paths import repo_path
 from app.policies import Needs, RepoSnapshot, Result
 from app.services.config import config_for
 from app.services.context import Services
-from app.services.judging import judge, policy_needs
+from app.services.judging import judge, policy_needs, scanned
 from app.services.links import repo_page_url
 from app.services.pull_events import MERGE_GROUP_TTL, merge_group_key, pull_key
 from app.services.pull_publish import BLOCK, CheckTarget, digest, set_check_runs, set_comment
@@ -123,9 +124,16 @@ def _known_settings(repo: Repository, stored: dict[str, Any], plan: PullPlan
 
 def _key(head_sha: str, plan: PullPlan, settings: dict[str, Any] | None, url: str | None
          ) -> str | None:
+    """What an evaluation depends on; an unchanged key is not judged again. Data the head
+    does not pin down counts too: sources read live (branch rules, collaborators...) by
+    the hour, and exemption expiry by the day."""
     if settings is None:
         return None
-    return digest(REPORT_VERSION, head_sha, plan.fingerprint, settings, url)
+    now = time.time()
+    live = int(now // 3600) if plan.needs.sources else None
+    expiring = plan.cfg is not None and any(e.expires for e in plan.cfg.exemptions)
+    day = time.strftime("%Y-%m-%d", time.gmtime(now)) if expiring else None
+    return digest(REPORT_VERSION, head_sha, plan.fingerprint, settings, url, live, day)
 
 
 # ----------------------------------------------------------------------------- evaluating
@@ -199,9 +207,10 @@ async def _load(svc: Services, installation_id: int, repo_id: int
         repo = await db.get(Repository, repo_id)
     if inst is None or not inst.active:
         return "skipped: the installation is gone or inactive"
-    if repo is None or not repo.present or repo.archived or repo.fork:
+    cfg = config_for(inst)
+    if repo is None or not scanned(repo, cfg):
         return "skipped: the repository is gone, archived or a fork (not enforced)"
-    return inst, repo, config_for(inst)
+    return inst, repo, cfg
 
 
 async def _refused(svc: Services, installation_id: int, repo_id: int, label: str,

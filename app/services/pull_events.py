@@ -126,6 +126,18 @@ async def record_pull(svc: Services, inst_id: int, repo_id: int, number: int, *,
                 raise
 
 
+# Who may see a config preview: the pull request comes from the organization's own
+# repository, or from someone GitHub says belongs to it.
+TRUSTED_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
+
+
+def _trusted(pr: dict[str, Any]) -> bool:
+    head = ((pr.get("head") or {}).get("repo") or {}).get("id")
+    base = ((pr.get("base") or {}).get("repo") or {}).get("id")
+    return (head is not None and head == base) \
+        or pr.get("author_association") in TRUSTED_ASSOCIATIONS
+
+
 # ----------------------------------------------------------------------------- handlers
 async def on_pull_request(svc: Services, p: Payload) -> str:
     action = str(p.get("action"))
@@ -146,9 +158,12 @@ async def on_pull_request(svc: Services, p: Payload) -> str:
                       state="open", updated_at=pr.get("updated_at"))
     await request_pull_check(svc, inst_id, repo.id, number, f"webhook:pull_request.{action}")
     if repo.full_name.rsplit("/", 1)[-1] == CONFIG_REPO:
-        # A change to the config: its own check, with a preview of what it would change.
+        # A change to the config: its own check, with a preview of what it would change
+        # for the organization's own people only (a preview names repositories, private
+        # ones too, and runs the proposed rules over what the scans stored).
         await request_config_check(svc, inst_id, repo.id, str(pr["head"]["sha"]), number,
-                                   str((pr.get("base") or {}).get("sha") or "") or None)
+                                   str((pr.get("base") or {}).get("sha") or "") or None,
+                                   preview=_trusted(pr))
         return "check and config preview queued"
     return "check queued"
 

@@ -108,6 +108,9 @@ async def set_check_run(t: CheckTarget, name: str, out: CheckOutput, stored: dic
                 return {**record, "id": run_id}, None
     path = f"{repo_path(t.repo.full_name)}/check-runs"
     if run_id is not None:
+        # GitHub adds a PATCH's annotations to those the run has: they are sent once, when
+        # it is created (a commit's annotations, e.g. its config's errors, do not change).
+        body["output"].pop("annotations", None)
         data = await t.gh.patch(f"{path}/{run_id}", data=body)
     else:
         data = await t.gh.post(path, data={"name": name, "head_sha": t.sha,

@@ -24,11 +24,12 @@ from app.db.models import Installation, Repository, Scan, Violation, utcnow
 from app.github.errors import RateLimited
 from app.notify.outbox import record_events
 from app.policies import Needs, RepoSnapshot, Result
+from app.policies.base import inline_code
 from app.services import filing
 from app.services.config import CONFIG_PATH, DELETED, config_for, refresh_config
 from app.services.context import Services
 from app.services.dashboard import record_compliance_day
-from app.services.judging import Judgement, judge, needs_of
+from app.services.judging import Judgement, exempt_reason, judge, needs_of
 from app.services.pull_events import recheck_open_pulls
 from app.services.queue import release_many, try_lock_many
 from app.services.reconcile import HELD, RESPECTED, pending_actions, release_holds
@@ -45,10 +46,11 @@ from app.services.snapshot_cache import cache_of, cached_snapshot
 from app.services.store import (
     count_scan,
     ensure_installation,
+    fork_ids_held,
     scannable_repository_ids,
     upsert_repository,
 )
-from app.services.withdrawals import CONFIG_DELETED, REPO_ARCHIVED, withdraw
+from app.services.withdrawals import CONFIG_DELETED, FORKS_LEFT_OUT, REPO_ARCHIVED, withdraw
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +87,11 @@ async def scan_installation(svc: Services, installation_id: int, trigger: str,
     await _reload_config(svc, installation_id, only_unknown=not reload_config)
     await sync_repositories(svc, installation_id)
     async with svc.db() as db, db.begin():
-        ids = await scannable_repository_ids(db, installation_id)
+        inst = await db.get(Installation, installation_id)
+        cfg = config_for(inst) if inst is not None else None
+        forks = cfg is not None and cfg.scans_forks()
+        ids = await scannable_repository_ids(db, installation_id, forks=forks)
+        left_out = [] if forks or cfg is None else await fork_ids_held(db, installation_id)
         scan = await db.get(Scan, scan_id)
         if scan is None:  # deleted meanwhile (the installation was removed)
             return None
@@ -95,6 +101,9 @@ async def scan_installation(svc: Services, installation_id: int, trigger: str,
         if not ids:
             scan.status, scan.finished_at = "ok", utcnow()
             await record_compliance_day(db, installation_id)
+    if left_out:
+        # No policy takes in forks any more: what they held ends, with the reason.
+        await withdraw(svc, installation_id, FORKS_LEFT_OUT, repo_ids=left_out)
     # Fixed job ids: a re-run of this job queues nothing twice, and a batch that ran already
     # and runs again finds its repositories accounted for.
     for index, start in enumerate(range(0, len(ids), BATCH_SIZE)):
@@ -417,9 +426,11 @@ def _apply(db: AsyncSession, installation_id: int, repo_id: int, cfg: OrgConfig,
             # Failing, and let off: visible as exempt, never as compliant; no action runs.
             details = {**result.details, "exemption": exemption}
             if v is None:
+                # Never open: no action has anything to undo (nor to look for).
                 v = Violation(installation_id=installation_id, repository_id=repo_id,
                               policy=name, policy_type=pc.type, state=EXEMPT,
-                              first_seen_at=now, resolved_at=now, reconciled={})
+                              first_seen_at=now, resolved_at=now,
+                              reconciled={a: EXEMPT for a in pc.actions})
                 db.add(v)
                 stored[name] = v
             elif v.state != EXEMPT:
@@ -427,7 +438,7 @@ def _apply(db: AsyncSession, installation_id: int, repo_id: int, cfg: OrgConfig,
                     resolved += 1
                 v.state, v.resolved_at = EXEMPT, now
             v.message, v.details, v.last_seen_at = result.message, details, now
-            v.closed_reason = f"**{name}** is {exemption['text']} for this repository."
+            v.closed_reason = exempt_reason(name, exemption)
             v.policy_type = pc.type
         elif not result.passed:
             if v is None:
@@ -459,8 +470,8 @@ def _apply(db: AsyncSession, installation_id: int, repo_id: int, cfg: OrgConfig,
             v.state, v.resolved_at = "resolved", now
             why = judged.out_of_scope.get(name)
             v.message = v.closed_reason = (
-                f"The policy **{name}** no longer applies to this repository ({why})."
-                if why is not None else
+                f"The policy **{name}** no longer applies to this repository: "
+                f"{inline_code(why)}." if why is not None else
                 f"The policy **{name}** was removed from the organization's config.")
     record_events(db, installation_id, cfg, repository, [
         ("opened" if v.state == "open" else "resolved", name, v.message)

@@ -44,7 +44,7 @@ from app.github.errors import RateLimited
 from app.github.paths import repo_path, segment
 from app.policies import Needs, RepoSnapshot
 from app.policies.base import MAX_FILE_BYTES
-from app.sources import SOURCES, Reply, RepoRef, Source
+from app.sources import SOURCES, Reply, RepoRef, Source, Unreadable
 
 log = logging.getLogger(__name__)
 
@@ -245,11 +245,13 @@ _REPO_FIELDS = ("databaseId nameWithOwner isArchived isFork visibility pushedAt 
 
 
 def build_query(repos: Sequence[str], paths: Sequence[str], ref: str = "HEAD",
-                needs: Needs | None = None) -> tuple[str, dict[str, Any]]:
+                needs: Needs | None = None, *, isolated: bool = False
+                ) -> tuple[str, dict[str, Any]]:
     """The batch query for `repos` (full names) and its variables. Aliases: rN per
     repository, fN per path; every value travels as a variable, so nothing needs escaping.
     `ref`: where files are read, the default branch (HEAD) or a commit SHA (a pull
-    request's head: GitHub keeps a fork's pull request heads in the base repository)."""
+    request's head: GitHub keeps a fork's pull request heads in the base repository).
+    `isolated`: the query of the isolated sources' fields alone (Source.isolated)."""
     variables: dict[str, Any] = {}
     owners: dict[str, str] = {}
     lines: list[str] = []
@@ -261,15 +263,17 @@ def build_query(repos: Sequence[str], paths: Sequence[str], ref: str = "HEAD",
         variables[f"n{i}"] = name
         lines.append(f"  r{i}: repository(owner: ${owners[owner]}, name: $n{i}) {{ ...repo }}")
     files = []
-    for j, path in enumerate(paths):
+    for j, path in enumerate([] if isolated else paths):
         variables[f"p{j}"] = f"{ref}:{path}"
         files.append(f"  f{j}: object(expression: $p{j}) {{ ... on Blob "
                      "{ text byteSize isTruncated isBinary } }")
-    if ref != "HEAD":
+    if ref != "HEAD" and not isolated:
         # The commit itself: a missing file and a commit GitHub does not have (yet) differ.
         variables["at"] = ref
         files.append("  at: object(expression: $at) { oid }")
     for source in sources_of(needs or Needs()):
+        if source.isolated != isolated:
+            continue
         selections, own = source.graphql(needs or Needs(), ref)
         if selections:
             files.append(f"  {selections}")
@@ -277,7 +281,8 @@ def build_query(repos: Sequence[str], paths: Sequence[str], ref: str = "HEAD",
     decls = ", ".join(f"${k}: String!" for k in variables)
     query = (f"query Snapshots({decls}) {{\n  rateLimit {{ cost remaining resetAt }}\n"
              + "\n".join(lines) + "\n}\n"
-             + f"fragment repo on Repository {{\n  {_REPO_FIELDS}\n" + "\n".join(files) + "\n}\n")
+             + f"fragment repo on Repository {{\n  {'databaseId' if isolated else _REPO_FIELDS}\n"
+             + "\n".join(files) + "\n}\n")
     return query, variables
 
 
@@ -297,8 +302,15 @@ class _Partial:
     pending: dict[str, Any] = field(default_factory=dict)
 
 
+def _field_of(err: Mapping[str, Any]) -> str:
+    """The repository-level field (alias) a GraphQL error is about ("" for the repository)."""
+    path = err.get("path")
+    return str(path[1]) if isinstance(path, list) and len(path) > 1 else ""
+
+
 def _parse_repo(repo_id: int, asked: str, node: Mapping[str, Any],
-                paths: Sequence[str], needs: Needs | None = None) -> _Partial | SnapshotError:
+                paths: Sequence[str], needs: Needs | None = None,
+                field_errors: Sequence[Mapping[str, Any]] = ()) -> _Partial | SnapshotError:
     db_id = int(node.get("databaseId") or 0)
     if repo_id and db_id and db_id != repo_id:
         return SnapshotError(repo_id, asked, f"{asked} is now another repository ({db_id})",
@@ -339,8 +351,11 @@ def _parse_repo(repo_id: int, asked: str, node: Mapping[str, Any],
     snap = RepoSnapshot(id=db_id or repo_id, full_name=full_name, default_branch=branch,
                         archived=meta["archived"], fork=meta["fork"], visibility=visibility,
                         files=files, too_large=too_large)
-    pending = {source.name: source.parse(node, needs or Needs())
-               for source in sources_of(needs or Needs())}
+    pending: dict[str, Any] = {}
+    for source in sources_of(needs or Needs()):
+        own = [e for e in field_errors if source.owns(_field_of(e))]
+        pending[source.name] = (source.parse_errors(node, needs or Needs(), own) if own
+                                else source.parse(node, needs or Needs()))
     return _Partial(repo_id, snap, meta, truncated, pending=pending)
 
 
@@ -358,6 +373,20 @@ def _errors_by_alias(body: Mapping[str, Any]) -> tuple[dict[str, list[dict[str, 
     return per, general
 
 
+async def _isolated(gh: GitHubAPI, repos: Sequence[tuple[int, str]], needs: Needs, ref: str
+                    ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """The isolated sources' fields for the batch, in a query of their own: (nodes by
+    alias, errors by alias). A repository GitHub answers null for loses only these."""
+    if not any(s.isolated for s in sources_of(needs)):
+        return {}, {}
+    query, variables = build_query([name for _, name in repos], [], ref, needs,
+                                   isolated=True)
+    body = await graphql(gh, query, variables)
+    data = body.get("data") if isinstance(body.get("data"), dict) else {}
+    per, _ = _errors_by_alias(body)
+    return data or {}, per
+
+
 async def _graphql_batch(gh: GitHubAPI, repos: Sequence[tuple[int, str]], paths: Sequence[str],
                          ref: str = "HEAD", needs: Needs | None = None
                          ) -> list[_Partial | SnapshotError]:
@@ -365,16 +394,27 @@ async def _graphql_batch(gh: GitHubAPI, repos: Sequence[tuple[int, str]], paths:
     body = await graphql(gh, query, variables)
     data = body.get("data")
     per, general = _errors_by_alias(body)
+    extra, extra_errors = await _isolated(gh, repos, needs or Needs(), ref)
     if not isinstance(data, dict) or general:
         raise GraphQLFailed("; ".join(str(e.get("message")) for e in general)
                             or "GraphQL answered without data")
     rate = data.get("rateLimit") or {}
     log.debug("GraphQL batch of %d repositories: cost %s, %s left", len(repos),
               rate.get("cost"), rate.get("remaining"))
+    owned = sources_of(needs or Needs())
     out: list[_Partial | SnapshotError] = []
     for i, (repo_id, name) in enumerate(repos):
         node = data.get(f"r{i}")
-        errors = per.get(f"r{i}", [])
+        # Errors under a source's own fields are that source's (it becomes Unreadable); any
+        # other error fails the repository's snapshot.
+        sourced = [e for e in per.get(f"r{i}", [])
+                   if any(s.owns(_field_of(e)) for s in owned)]
+        errors = [e for e in per.get(f"r{i}", []) if e not in sourced]
+        # The isolated query's answer for this repository joins the node; its errors are
+        # always the isolated sources' own.
+        sourced += extra_errors.get(f"r{i}", [])
+        if isinstance(node, dict) and isinstance(extra.get(f"r{i}"), dict):
+            node = {**extra[f"r{i}"], **node}
         if not isinstance(node, dict) or errors:
             not_found = any(e.get("type") == "NOT_FOUND" for e in errors)
             reason = "; ".join(str(e.get("message")) for e in errors) or "no data"
@@ -383,7 +423,11 @@ async def _graphql_batch(gh: GitHubAPI, repos: Sequence[tuple[int, str]], paths:
         if ref != "HEAD" and not node.get("at"):
             out.append(SnapshotError(repo_id, name, f"{name} has no commit {ref} (yet)"))
             continue
-        out.append(_parse_repo(repo_id, name, node, paths, needs))
+        try:
+            out.append(_parse_repo(repo_id, name, node, paths, needs, sourced))
+        except Exception as exc:  # a source's parsing bug fails this repository alone
+            log.exception("parsing the snapshot of %s failed", name)
+            out.append(SnapshotError(repo_id, name, f"{type(exc).__name__}: {exc}"))
     return out
 
 
@@ -415,8 +459,11 @@ async def _complete(gh: GitHubAPI, part: _Partial, needs: Needs, fresh: bool,
     todo = [s for s in sources_of(needs) if s.name not in snap.data]
 
     async def finish(source: Source[Any]) -> Any:
+        pending = part.pending.get(source.name)
+        if isinstance(pending, Unreadable):
+            return pending  # GraphQL refused it already
         async with limit:
-            return await source.complete(reader, where, part.pending.get(source.name), needs)
+            return await source.complete(reader, where, pending, needs)
 
     results = await asyncio.gather(*jobs, *(finish(s) for s in todo), return_exceptions=True)
     failures = [r for r in results if isinstance(r, BaseException)]

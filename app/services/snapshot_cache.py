@@ -25,7 +25,10 @@ def cached_snapshot(repo: Repository, needs: Needs) -> Fetched | None:
             or cache.get("default_branch") != repo.default_branch:
         return None
     too_large = cache.get("too_large") or {}
-    data = _cached_sources(cache.get("data"), needs)
+    try:
+        data = _cached_sources(cache.get("data"), needs)
+    except (TypeError, KeyError, ValueError):
+        return None  # kept by an older release in another shape: read it again
     if data is None:
         return None
     snap = RepoSnapshot(id=repo.id, full_name=repo.full_name, default_branch=repo.default_branch,
@@ -94,10 +97,13 @@ def stored_snapshot(repo: Repository, needs: Needs) -> RepoSnapshot | None:
             or (needs.workflow_permissions and "workflow_permissions" not in cache):
         return None
     too_large = cache.get("too_large") or {}
+    try:
+        data = {s.name: s.from_json(kept[s.name]) for s in sources_of(needs)}
+    except (TypeError, KeyError, ValueError):
+        return None
     return RepoSnapshot(
         id=repo.id, full_name=repo.full_name, default_branch=repo.default_branch,
         archived=repo.archived, fork=repo.fork, visibility=repo.visibility,
         files={path: files[path] for path in needs.files},
         too_large={p: int(n) for p, n in too_large.items() if p in needs.files},
-        workflow_permissions=cache.get("workflow_permissions"),
-        data={s.name: s.from_json(kept[s.name]) for s in sources_of(needs)})
+        workflow_permissions=cache.get("workflow_permissions"), data=data)

@@ -12,7 +12,7 @@ from typing import Any
 from app.db.models import Installation, Repository
 from app.services.config import config_for
 from app.services.context import Services
-from app.services.judging import needs_of
+from app.services.judging import needs_of, scanned
 from app.services.scan_requests import request_full_scan, request_repo_scan
 from app.services.store import ensure_installation, upsert_repository
 from app.sources import Needs, stale_events
@@ -48,7 +48,7 @@ async def on_source_event(svc: Services, event: str, p: dict[str, Any]) -> str:
         # repository may be affected.
         await request_full_scan(svc, inst_id, trigger)
         return "full scan queued"
-    if repo.archived or repo.fork or not repo.present:
+    if not scanned(repo, config_for(inst)):
         return "ignored: repository not scanned"
     await request_repo_scan(svc, inst_id, repo.id, trigger=trigger)
     return "scan queued"

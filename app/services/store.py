@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import Installation, Repository, Scan, utcnow
+from app.db.models import Installation, Repository, Scan, Violation, utcnow
 from app.metrics import observe_scan
 from app.services.dashboard import record_compliance_day
 
@@ -97,15 +97,25 @@ async def mark_removed(db: AsyncSession, repo_ids: Iterable[int]) -> None:
         await db.execute(update(Repository).where(Repository.id.in_(ids)).values(present=False))
 
 
-async def scannable_repository_ids(db: AsyncSession, installation_id: int) -> list[int]:
-    rows = await db.scalars(
-        select(Repository.id).where(
-            Repository.installation_id == installation_id,
-            Repository.present.is_(True),
-            Repository.archived.is_(False),
-            Repository.fork.is_(False),
-        ).order_by(Repository.full_name)
+async def scannable_repository_ids(db: AsyncSession, installation_id: int, *,
+                                   forks: bool = False) -> list[int]:
+    """The repositories a full scan looks at (forks only when a policy opts them in)."""
+    query = select(Repository.id).where(
+        Repository.installation_id == installation_id,
+        Repository.present.is_(True),
+        Repository.archived.is_(False),
     )
+    if not forks:
+        query = query.where(Repository.fork.is_(False))
+    return list(await db.scalars(query.order_by(Repository.full_name)))
+
+
+async def fork_ids_held(db: AsyncSession, installation_id: int) -> list[int]:
+    """Forks that still hold violations (from a config that opted forks in)."""
+    rows = await db.scalars(select(Violation.repository_id).join(
+        Repository, Repository.id == Violation.repository_id).where(
+        Violation.installation_id == installation_id, Repository.fork.is_(True),
+        Violation.state.in_(("open", "exempt"))).distinct())
     return list(rows)
 
 

@@ -19,6 +19,7 @@ from app.services.config_checks import request_config_check
 from app.services.context import Services
 from app.services.deliveries import FAILED
 from app.services.installations import rename_account
+from app.services.judging import scanned
 from app.services.pull_events import (
     on_check_run,
     on_check_suite,
@@ -169,7 +170,7 @@ async def _repository(svc: Services, p: Payload) -> str:
             await mark_removed(db, [int(data["id"])])
         else:
             repo = await upsert_repository(db, inst_id, data)
-            scannable = not (repo.archived or repo.fork)
+            scannable = scanned(repo, config_for(inst))
     if gone is not None:
         await withdraw(svc, inst_id, gone, repo_ids=[int(data["id"])])
         return "repository removed"
@@ -206,7 +207,8 @@ async def _push(svc: Services, p: Payload) -> str:
         # A push payload's repository has `owner` as an object and no `visibility` in
         # older shapes; only the fields upsert understands are used.
         repo = await upsert_repository(db, inst_id, data) if existing is None else existing
-        scannable = not (repo.archived or repo.fork) and repo.present
+        inst = await db.get(Installation, inst_id)
+        scannable = scanned(repo, config_for(inst) if inst is not None else None)
     if scannable:
         await request_repo_scan(svc, inst_id, int(data["id"]), trigger="webhook:push")
         outcome.append("scan queued")

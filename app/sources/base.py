@@ -16,7 +16,7 @@ types, and stay pure.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -103,6 +103,10 @@ class Source(Generic[V]):
     # the files while the repository's pushed/updated times are unchanged), "etag"
     # (conditional REST requests: a 304 costs nothing), or "tree-sha".
     cache: ClassVar[str] = "version"
+    # The source's GraphQL fields go in a query of their own (one per batch, with only
+    # them): for a non-null field GitHub may refuse, whose error would otherwise take the
+    # whole repository out of the main query (GraphQL's null propagation).
+    isolated: ClassVar[bool] = False
 
     def graphql(self, needs: Needs, ref: str = "HEAD") -> tuple[str, dict[str, str]]:
         """Selections inside the repository fragment, and the String variables they use
@@ -113,6 +117,19 @@ class Source(Generic[V]):
     def parse(self, node: Mapping[str, Any], needs: Needs) -> Any:
         """The view (or the part of it GraphQL gives) from the repository's node."""
         return None
+
+    def owns(self, alias: str) -> bool:
+        """Whether a top-level field (alias) of the repository fragment is this source's:
+        a GraphQL error under it (e.g. FORBIDDEN) is the source's alone, and the rest of
+        the repository's snapshot stands."""
+        return False
+
+    def parse_errors(self, node: Mapping[str, Any], needs: Needs,
+                     errors: Sequence[Mapping[str, Any]]) -> Any:
+        """parse() when GraphQL answered errors for fields this source owns: by default the
+        view is Unreadable (sources that can still say something override this)."""
+        return Unreadable("; ".join(str(e.get("message")) for e in errors)
+                          or "GraphQL refused the data")
 
     async def complete(self, reader: Reader, repo: RepoRef, view: Any, needs: Needs
                        ) -> V | Unreadable:

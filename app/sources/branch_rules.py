@@ -1,16 +1,17 @@
 """The rules that protect a branch: classic branch protection and active rulesets.
 
-Two REST reads per branch (conditional, so a rescan of an unchanged branch is free):
-`GET /repos/{o}/{r}/branches/{b}/protection` (404: not protected) and
-`GET /repos/{o}/{r}/rules/branches/{b}`, which lists the rules of every *active* ruleset
-that applies, repository or organization level (rulesets in `evaluate` or `disabled` mode
-are not returned, so they never count). The default branch is always read; policies add
-branches through `Needs.branches`.
+Classic protection comes with the batched GraphQL query (`Ref.branchProtectionRule`: the
+rule GitHub applies to that branch, for the default branch and each listed one), so it
+costs no REST call. Rulesets: `GET /repos/{o}/{r}/rules/branches/{b}` (conditional: an
+unchanged answer is a free 304) per existing branch; it lists the rules of every *active*
+ruleset that applies, repository or organization level (rulesets in `evaluate` or
+`disabled` mode are not returned, so they never count). A listed branch that does not
+exist has neither.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -46,6 +47,8 @@ class BranchRules:
     sources: tuple[str, ...] = ()
     # Why a part could not be read (403: the App lacks a permission); None when it was.
     classic_unreadable: str | None = None
+    # False: no such branch (nothing protects it).
+    exists: bool = True
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,30 @@ def parse_classic(data: Mapping[str, Any]) -> Protection:
         blocks_deletions=not _enabled(data, "allow_deletions"),
         required_signatures=_enabled(data, "required_signatures"),
         required_conversation_resolution=_enabled(data, "required_conversation_resolution"),
+    )
+
+
+RULE_FIELDS = ("pattern requiresApprovingReviews requiredApprovingReviewCount "
+               "dismissesStaleReviews requiresCodeOwnerReviews requiresStatusChecks "
+               "requiredStatusCheckContexts isAdminEnforced allowsForcePushes allowsDeletions "
+               "requiresCommitSignatures requiresConversationResolution")
+
+
+def parse_graphql_rule(rule: Mapping[str, Any]) -> Protection:
+    """A classic rule as GraphQL's BranchProtectionRule gives it."""
+    reviews = bool(rule.get("requiresApprovingReviews"))
+    return Protection(
+        required_approving_review_count=int(rule.get("requiredApprovingReviewCount") or 0)
+        if reviews else None,
+        dismiss_stale_reviews=reviews and bool(rule.get("dismissesStaleReviews")),
+        require_code_owner_reviews=reviews and bool(rule.get("requiresCodeOwnerReviews")),
+        required_status_checks=tuple(str(c) for c in rule.get("requiredStatusCheckContexts")
+                                     or []) if rule.get("requiresStatusChecks") else None,
+        enforce_admins=bool(rule.get("isAdminEnforced")),
+        blocks_force_pushes=not rule.get("allowsForcePushes"),
+        blocks_deletions=not rule.get("allowsDeletions"),
+        required_signatures=bool(rule.get("requiresCommitSignatures")),
+        required_conversation_resolution=bool(rule.get("requiresConversationResolution")),
     )
 
 
@@ -133,32 +160,91 @@ def parse_rules(rules: list[Any]) -> tuple[Protection | None, tuple[str, ...]]:
     ), tuple(sources)
 
 
+# The GraphQL aliases: `bp` for the default branch, `bp0`... for the listed ones.
+_ALIAS = "bp"
+
+
+def _listed(needs: Needs) -> list[str]:
+    return sorted(needs.branches)
+
+
+@dataclass(frozen=True)
+class _Classic:
+    """What GraphQL said, per branch: its rule (None: unprotected), or missing."""
+
+    default_branch: str
+    rules: dict[str, Protection | None]
+    missing: frozenset[str]
+    unreadable: str | None = None
+
+
 class BranchRulesSource(Source[AllBranchRules]):
     name: ClassVar[str] = "branch_rules"
     stale_on: ClassVar[frozenset[str]] = frozenset({
         "branch_protection_rule", "repository_ruleset", "repository.edited"})
     cache: ClassVar[str] = "etag"
 
+    def graphql(self, needs: Needs, ref: str = "HEAD") -> tuple[str, dict[str, str]]:
+        rule = f"branchProtectionRule {{ {RULE_FIELDS} }}"
+        fields = [f"{_ALIAS}: defaultBranchRef {{ name {rule} }}"]
+        variables: dict[str, str] = {}
+        for i, branch in enumerate(_listed(needs)):
+            fields.append(f"{_ALIAS}{i}: ref(qualifiedName: ${_ALIAS}{i}) {{ name {rule} }}")
+            variables[f"{_ALIAS}{i}"] = f"refs/heads/{branch}"
+        return "\n  ".join(fields), variables
+
+    def owns(self, alias: str) -> bool:
+        return alias == _ALIAS or (alias.startswith(_ALIAS) and alias[len(_ALIAS):].isdigit())
+
+    def _parse(self, node: Mapping[str, Any], needs: Needs, unreadable: str | None
+               ) -> _Classic:
+        default = node.get(_ALIAS)
+        name = str(default["name"]) if isinstance(default, dict) and default.get("name") \
+            else "main"
+        rules: dict[str, Protection | None] = {}
+        missing: set[str] = set()
+        for alias, branch in [(_ALIAS, name), *((f"{_ALIAS}{i}", b)
+                                                for i, b in enumerate(_listed(needs)))]:
+            found = node.get(alias)
+            if not isinstance(found, dict):
+                missing.add(branch)
+                continue
+            rule = found.get("branchProtectionRule")
+            rules[branch] = parse_graphql_rule(rule) if isinstance(rule, dict) else None
+        return _Classic(name, rules, frozenset(missing - set(rules)), unreadable)
+
+    def parse(self, node: Mapping[str, Any], needs: Needs) -> _Classic:
+        return self._parse(node, needs, None)
+
+    def parse_errors(self, node: Mapping[str, Any], needs: Needs,
+                     errors: Sequence[Mapping[str, Any]]) -> _Classic:
+        # Classic protection refused (the App lacks "Administration: read"): the rulesets
+        # are still read, and may meet a requirement on their own.
+        return self._parse(node, needs, "the App may not read branch protection ("
+                           + "; ".join(str(e.get("message")) for e in errors)
+                           + "): grant it \"Administration: read\"")
+
     async def complete(self, reader: Reader, repo: RepoRef, view: Any, needs: Needs
                        ) -> AllBranchRules | Unreadable:
-        branches = [repo.default_branch, *sorted(needs.branches - {repo.default_branch})]
+        classic = view if isinstance(view, _Classic) else _Classic(
+            repo.default_branch, {}, frozenset())
         out: dict[str, BranchRules] = {}
-        for branch in branches:
+        for branch in [classic.default_branch, *_listed(needs)]:
+            if branch in out:
+                continue
+            if branch in classic.missing:
+                out[branch] = BranchRules(branch, None, None, exists=False)
+                continue
             b = quote(branch, safe="")
-            classic = await reader.get(f"branches/{b}/protection", expect=(403, 404))
             status, rules = await reader.get_all(f"rules/branches/{b}?per_page=100",
                                                  expect=(403, 404))
             if status == 403:
                 return Unreadable("GitHub refused to list the rulesets (403)")
             combined, sources = parse_rules(rules)
-            out[branch] = BranchRules(
-                branch=branch,
-                classic=parse_classic(classic.body)
-                if classic.status == 200 and isinstance(classic.body, dict) else None,
-                rulesets=combined, sources=sources,
-                classic_unreadable="the App may not read branch protection (403): grant "
-                "it \"Administration: read\"" if classic.status == 403 else None)
-        return AllBranchRules(out, repo.default_branch)
+            out[branch] = BranchRules(branch=branch, classic=classic.rules.get(branch),
+                                      rulesets=combined, sources=sources,
+                                      classic_unreadable=classic.unreadable)
+        return AllBranchRules(out, classic.default_branch)
 
 
 SOURCE = BranchRulesSource()

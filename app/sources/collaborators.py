@@ -1,14 +1,16 @@
 """Who has direct access to a repository: people (and whether they are outside
 collaborators) and teams, each with a permission.
 
-REST, conditional and paginated: `GET /repos/{o}/{r}/collaborators?affiliation=direct`,
-`GET /repos/{o}/{r}/collaborators?affiliation=outside` and `GET /repos/{o}/{r}/teams`.
-Organization owners, who are admins of every repository, are not direct collaborators and
-are not listed.
+People come with the batched GraphQL query (`collaborators(affiliation: DIRECT)` and
+`(affiliation: OUTSIDE)`, the first 100 of each; a repository with more is read through
+REST, paginated); teams through `GET /repos/{o}/{r}/teams` (conditional: a rescan of an
+unchanged list is a free 304). Organization owners, who are admins of every repository, are
+not direct collaborators and are not listed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -67,27 +69,66 @@ def permission_of(item: dict[str, Any]) -> str:
     return "read"
 
 
+_FIRST = 100
+
+
+def _people(found: Any) -> tuple[list[dict[str, Any]], bool]:
+    """(login + permission items, complete?) from a GraphQL collaborators connection."""
+    if not isinstance(found, dict):
+        return [], False
+    items = [{"login": (e.get("node") or {}).get("login"),
+              "permission": str(e.get("permission") or "READ").lower()}
+             for e in found.get("edges") or [] if isinstance(e, dict)]
+    return items, int(found.get("totalCount") or 0) <= len(items)
+
+
 class CollaboratorsSource(Source[Access]):
     name: ClassVar[str] = "collaborators"
     stale_on: ClassVar[frozenset[str]] = frozenset({"member", "team"})
     cache: ClassVar[str] = "etag"
 
+    def graphql(self, needs: Needs, ref: str = "HEAD") -> tuple[str, dict[str, str]]:
+        edges = f"first: {_FIRST}) {{ totalCount edges {{ permission node {{ login }} }} }}"
+        return (f"clDirect: collaborators(affiliation: DIRECT, {edges}\n  "
+                f"clOutside: collaborators(affiliation: OUTSIDE, {edges}"), {}
+
+    def owns(self, alias: str) -> bool:
+        return alias in ("clDirect", "clOutside")
+
+    def parse(self, node: Mapping[str, Any], needs: Needs) -> dict[str, Any]:
+        direct, direct_done = _people(node.get("clDirect"))
+        outside, outside_done = _people(node.get("clOutside"))
+        return {"direct": direct if direct_done else None,
+                "outside": outside if outside_done else None}
+
+    def parse_errors(self, node: Mapping[str, Any], needs: Needs,
+                     errors: Sequence[Mapping[str, Any]]) -> Unreadable:
+        return Unreadable("GitHub refused to list the collaborators ("
+                          + "; ".join(str(e.get("message")) for e in errors)
+                          + "): the App needs \"Administration: read\" or \"Members: read\"")
+
     async def complete(self, reader: Reader, repo: RepoRef, view: Any, needs: Needs
                        ) -> Access | Unreadable:
-        status, direct = await reader.get_all("collaborators?affiliation=direct&per_page=100",
-                                              expect=(403,))
-        if status == 403:
-            return Unreadable("GitHub refused to list the collaborators (403): the App needs "
-                              "\"Administration: read\" or \"Members: read\"")
-        _, outside = await reader.get_all("collaborators?affiliation=outside&per_page=100",
-                                          expect=(403,))
-        outside_logins = {str(u.get("login")).lower() for u in outside if isinstance(u, dict)}
+        got = view if isinstance(view, dict) else {"direct": None, "outside": None}
+        lists: dict[str, list[Any]] = {}
+        for key in ("direct", "outside"):
+            known = got.get(key)
+            if isinstance(known, list):
+                lists[key] = known
+                continue
+            # More than GraphQL's first page (or no GraphQL part): REST, every page.
+            status, lists[key] = await reader.get_all(
+                f"collaborators?affiliation={key}&per_page=100", expect=(403,))
+            if status == 403:
+                return self.parse_errors({}, needs, [{"message": "403"}])
         status, teams = await reader.get_all("teams?per_page=100", expect=(403,))
         if status == 403:
             return Unreadable("GitHub refused to list the teams with access (403)")
+        outside_logins = {str(u.get("login")).lower() for u in lists["outside"]
+                          if isinstance(u, dict)}
         people = tuple(Person(str(u.get("login")), permission_of(u),
                               str(u.get("login")).lower() in outside_logins)
-                       for u in direct if isinstance(u, dict))
+                       for u in lists["direct"] if isinstance(u, dict))
         return Access(people, tuple(Team(str(t.get("slug")), permission_of(t))
                                     for t in teams if isinstance(t, dict)))
 

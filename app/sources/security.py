@@ -1,14 +1,17 @@
 """Security features: secret scanning, push protection, Dependabot alerts and security
 updates.
 
-`GET /repos/{o}/{r}` (conditional) gives `security_and_analysis` (only to a token that may
-administer the repository: without it the field is missing, and the view is Unreadable);
-`GET /repos/{o}/{r}/vulnerability-alerts` answers 204 when Dependabot alerts are on and
-404 when off.
+`GET /repos/{o}/{r}` (conditional: a rescan of an unchanged repository is a free 304) gives
+`security_and_analysis`, which GitHub shows only to a token that may administer the
+repository (without it the view is Unreadable). Dependabot alerts: GraphQL's
+`hasVulnerabilityAlertsEnabled`, in a batched query of its own (`isolated`: the field is
+non-null, so a refusal nulls the whole repository in the query that asked for it);
+REST's `vulnerability-alerts` (204 / 404, paid at every scan) is not used.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -35,6 +38,17 @@ class SecuritySource(Source[SecurityFeatures]):
     stale_on: ClassVar[frozenset[str]] = frozenset({"security_and_analysis",
                                                     "repository.edited"})
     cache: ClassVar[str] = "etag"
+    isolated: ClassVar[bool] = True
+
+    def graphql(self, needs: Needs, ref: str = "HEAD") -> tuple[str, dict[str, str]]:
+        return "secAlerts: hasVulnerabilityAlertsEnabled", {}
+
+    def owns(self, alias: str) -> bool:
+        return alias == "secAlerts"
+
+    def parse(self, node: Mapping[str, Any], needs: Needs) -> bool | None:
+        found = node.get("secAlerts")
+        return found if isinstance(found, bool) else None
 
     async def complete(self, reader: Reader, repo: RepoRef, view: Any, needs: Needs
                        ) -> SecurityFeatures | Unreadable:
@@ -43,13 +57,12 @@ class SecuritySource(Source[SecurityFeatures]):
         if not isinstance(sa, dict):
             return Unreadable("GitHub did not show the security settings: the App needs "
                               "\"Administration: read\"")
-        alerts = await reader.get("vulnerability-alerts", expect=(403, 404))
-        if alerts.status == 403:
-            return Unreadable("GitHub refused to say whether Dependabot alerts are on (403)")
+        if not isinstance(view, bool):
+            return Unreadable("GitHub did not say whether Dependabot alerts are on")
         return SecurityFeatures(
             secret_scanning=_on(sa, "secret_scanning"),
             secret_scanning_push_protection=_on(sa, "secret_scanning_push_protection"),
-            dependabot_alerts=alerts.status < 300,
+            dependabot_alerts=view,
             dependabot_security_updates=_on(sa, "dependabot_security_updates"),
         )
 

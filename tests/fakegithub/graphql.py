@@ -11,22 +11,42 @@ and `object(expression: "REF:path")` resolving to Blob (`text byteSize isBinary 
 oid`), Tree (`entries { name path type mode oid size object }`) or Commit (`tree { oid }`,
 git's own tree id, the one REST's git/trees serves).
 
+What the App's data sources read, per repository: `ref(qualifiedName:)` and
+`Ref.branchProtectionRule` (the classic rule that applies to the branch),
+`collaborators(affiliation:, first:, after:)`, `codeowners(refName:) { errors { ... } }` and
+`hasVulnerabilityAlertsEnabled`, computed as REST computes them (tests/fakegithub/repo_rules.py)
+and refused as REST refuses them: a field the token's permissions do not cover is null with a
+FORBIDDEN error at its path, next to the rest of the data.
+
 Cost: GitHub charges per query the connections it may have to load (each connection's
-requests: its parents' page sizes multiplied; the sum ÷ 100, rounded, at least 1). The one
-connection here is repositoryTopics: a 100-repository batch reading topics costs 1 point.
-A connection without `first`/`last`, or asking more than 100, fails the query.
+requests: its parents' page sizes multiplied; the sum ÷ 100, rounded, at least 1). The
+connections here are repositoryTopics and collaborators: a 100-repository batch reading
+either costs 1 point. A connection without `first`/`last`, or asking more than 100, fails the
+query.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
-from tests.fakegithub.state import FakeState, Repo, TreeEntry, git_trees, iso, node_id
+from tests.fakegithub.state import (
+    BranchProtection,
+    FakeState,
+    Repo,
+    TreeEntry,
+    User,
+    git_trees,
+    iso,
+    node_id,
+)
 
 # GitHub cuts Blob.text at this many bytes and sets isTruncated (observed: 512,000 bytes;
 # undocumented). FakeState.graphql_blob_text_limit overrides it.
@@ -357,6 +377,7 @@ class FieldError(Exception):
     """A field that fails with an error next to the other fields' data."""
 
     type = "INVALID_ARGUMENTS"
+    extensions: dict[str, Any] | None = None
 
 
 class NotFound(FieldError):
@@ -365,6 +386,25 @@ class NotFound(FieldError):
 
 class InvalidCursor(FieldError):
     type = "INVALID_CURSOR_ARGUMENTS"
+
+
+class Forbidden(FieldError):
+    # GitHub's refusals carry extensions.saml_failure (false: not an SSO session problem).
+    type = "FORBIDDEN"
+    extensions = {"saml_failure": False}
+
+
+class _NullBubble(Exception):
+    """A non-null field came out null (its error recorded): GraphQL nulls the nearest
+    nullable field above it instead."""
+
+
+INTEGRATION_FORBIDDEN = "Resource not accessible by integration"
+# What the caller's installation token grants: permission -> may it read? Set around each
+# /graphql request by repo_rules.py (REST's own check); unset, only `metadata`, which every
+# installation has.
+GRANTS: ContextVar[Callable[[str], bool]] = ContextVar(
+    "fakegithub_graphql_grants", default=lambda permission: permission == "metadata")
 
 
 Resolver = Callable[[Any, dict[str, Any], Context], Any]
@@ -636,11 +676,139 @@ SCHEMA["TreeEntry"] = {
     "isGenerated": (None, lambda e, a, c: False),
     "object": ("GitObject", lambda e, a, c: _entry_object(e)),
 }
+
+
+# ----------------------------------------------------------------------------- data sources
+def _rules() -> ModuleType:
+    from tests.fakegithub import repo_rules  # it imports the server, which imports this module
+
+    return repo_rules
+
+
+def _need(permission: str) -> None:
+    """REST's permission check (repo_rules._need), as GraphQL answers it: the field null with
+    a FORBIDDEN error at its path, the rest of the query answered."""
+    if not GRANTS.get()(permission):
+        raise Forbidden(INTEGRATION_FORBIDDEN)
+
+
+def _ref(r: Repo, args: dict[str, Any], ctx: Context) -> RefValue | None:
+    # GitHub tries `refs/heads/main`, then the short name `main`; the fake has branches only.
+    short = str(args.get("qualifiedName") or "").removeprefix("refs/heads/")
+    return RefValue(r, short) if short in r.heads else None
+
+
+def _branch_rule(ref: RefValue, args: dict[str, Any], ctx: Context) -> BranchProtection | None:
+    # REST's GET .../branches/{branch}/protection needs `administration: read`, and GraphQL
+    # refuses an installation without it too: branchProtectionRule null and a FORBIDDEN
+    # "Resource not accessible by integration" error at its path (what tools reading it with
+    # a GITHUB_TOKEN report). The fake refuses whether or not a rule applies.
+    _need("administration")
+    rule: BranchProtection | None = _rules().protection_for(ref.repo, ref.name)
+    return rule
+
+
+def _affiliation(value: Any) -> str:
+    return str(value.name if isinstance(value, Enum) else value or "ALL").lower()
+
+
+def _collaborators(r: Repo, args: dict[str, Any], ctx: Context) -> Page:
+    # REST lists collaborators to any installation (`metadata`); GitHub refuses a viewer
+    # without push access, which FakeState.graphql_collaborators_forbidden stands for.
+    if r.full_name.lower() in ctx.st.graphql_collaborators_forbidden:
+        raise Forbidden("Must have push access to view repository collaborators.")
+    found: list[tuple[User, str]] = _rules().collaborators(
+        ctx.st, r, _affiliation(args.get("affiliation")))
+    return _paginate(found, args)
+
+
+def _codeowners(r: Repo, args: dict[str, Any], ctx: Context) -> dict[str, Any] | None:
+    _need("contents")  # as REST's codeowners/errors
+    ref = str(args.get("refName") or r.default_branch).removeprefix("refs/heads/")
+    found: tuple[str, str] | None = _rules().codeowners_at(r, ref)
+    if found is None:
+        return None  # no such ref, or no CODEOWNERS in .github/, the root or docs/ there
+    return {"errors": _rules().codeowners_errors(ctx.st, r, *found)}
+
+
+def _vulnerability_alerts(r: Repo, args: dict[str, Any], ctx: Context) -> bool:
+    # REST's GET .../vulnerability-alerts needs `administration: read`; so does this. The
+    # field is Boolean!, so a refusal nulls the whole repository (GraphQL's non-null rule).
+    _need("administration")
+    return r.security.dependabot_alerts
+
+
+SCHEMA["Repository"].update({
+    "ref": ("Ref", _ref),
+    "collaborators": ("RepositoryCollaboratorConnection", _collaborators),
+    "codeowners": ("RepositoryCodeowners", _codeowners),
+    "hasVulnerabilityAlertsEnabled": (None, _vulnerability_alerts),
+})
+SCHEMA["Ref"]["branchProtectionRule"] = ("BranchProtectionRule", _branch_rule)
+# REST's BranchProtection, in GraphQL's names. A rule without reviews (or checks) required
+# has no count (an empty list of contexts).
+_RULE_FIELDS: dict[str, Callable[[BranchProtection], Any]] = {
+    "id": lambda p: node_id("BranchProtectionRule", p.id),
+    "databaseId": lambda p: p.id,
+    "pattern": lambda p: p.pattern,
+    "requiresApprovingReviews": lambda p: p.required_approving_review_count is not None,
+    "requiredApprovingReviewCount": lambda p: p.required_approving_review_count,
+    "dismissesStaleReviews": lambda p: p.dismiss_stale_reviews,
+    "requiresCodeOwnerReviews": lambda p: p.require_code_owner_reviews,
+    "requireLastPushApproval": lambda p: p.require_last_push_approval,
+    "requiresStatusChecks": lambda p: p.required_status_checks is not None,
+    "requiresStrictStatusChecks": lambda p: p.strict,
+    "requiredStatusCheckContexts": lambda p: list(p.required_status_checks or []),
+    "isAdminEnforced": lambda p: p.enforce_admins,
+    "allowsForcePushes": lambda p: p.allow_force_pushes,
+    "allowsDeletions": lambda p: p.allow_deletions,
+    "blocksCreations": lambda p: p.block_creations,
+    "requiresCommitSignatures": lambda p: p.required_signatures,
+    "requiresConversationResolution": lambda p: p.required_conversation_resolution,
+    "requiresLinearHistory": lambda p: p.required_linear_history,
+    "lockBranch": lambda p: p.lock_branch,
+}
+SCHEMA["BranchProtectionRule"] = {
+    name: (None, (lambda g: lambda p, a, c: g(p))(get)) for name, get in _RULE_FIELDS.items()}
+# A collaborator is (user, effective role); an edge is (index, collaborator).
+SCHEMA["RepositoryCollaboratorConnection"] = {
+    "nodes": ("User", lambda p, a, c: [user for user, _ in p.items]),
+    "edges": ("RepositoryCollaboratorEdge", lambda p, a, c: [(p.start + i, item)
+                                                            for i, item in enumerate(p.items)]),
+    "totalCount": (None, lambda p, a, c: p.total),
+    "pageInfo": ("PageInfo", lambda p, a, c: p),
+}
+
+
+def _edge_user(edge: tuple[int, tuple[User, str]]) -> User:
+    return edge[1][0]
+
+
+SCHEMA["RepositoryCollaboratorEdge"] = {
+    "cursor": (None, lambda e, a, c: _cursor(e[0])),
+    "node": ("User", lambda e, a, c: _edge_user(e)),
+    # RepositoryPermission: ADMIN, MAINTAIN, WRITE, TRIAGE, READ (the role, upper-cased).
+    "permission": (None, lambda e, a, c: e[1][1].upper()),
+}
+SCHEMA["User"]["databaseId"] = (None, lambda u, a, c: u.id)
+SCHEMA["RepositoryCodeowners"] = {"errors": ("RepositoryCodeownersError",
+                                             lambda o, a, c: list(o["errors"]))}
+# REST's error objects, field for field.
+SCHEMA["RepositoryCodeownersError"] = {
+    key: (None, (lambda k: lambda e, a, c: e[k])(key))
+    for key in ("column", "kind", "line", "message", "path", "source", "suggestion")}
+
 # Arguments each field requires.
-REQUIRED_ARGS = {("Query", "repository"): ("owner", "name")}
+REQUIRED_ARGS = {("Query", "repository"): ("owner", "name"),
+                 ("Repository", "ref"): ("qualifiedName",)}
 # Connections: each needs `first` or `last`, at most MAX_PAGE.
-CONNECTIONS = {("Repository", "repositoryTopics")}
+CONNECTIONS = {("Repository", "repositoryTopics"), ("Repository", "collaborators")}
 MAX_PAGE = 100
+# Fields of a non-null type that can fail: their null goes to the nearest nullable parent.
+NON_NULL = {("Repository", "hasVulnerabilityAlertsEnabled")}
+# Enum types, and the arguments of those types, that validation checks.
+ENUMS = {"CollaboratorAffiliation": ("ALL", "DIRECT", "OUTSIDE")}
+ENUM_ARGS = {("Repository", "collaborators"): {"affiliation": "CollaboratorAffiliation"}}
 
 
 def _concrete(type_name: str, value: Any) -> str:
@@ -771,6 +939,17 @@ def validate(doc: Document, op: Operation, variables: Mapping[str, Any]) -> list
                         sel.column, here, {"code": "missingRequiredArguments",
                                            "className": "Field", "name": sel.name,
                                            "arguments": arg}))
+            for arg, enum in ENUM_ARGS.get((type_name, sel.name), {}).items():
+                value = sel.args.get(arg)
+                if value is None or isinstance(value, Var) \
+                        or (isinstance(value, Enum) and value.name in ENUMS[enum]):
+                    continue
+                shown = value.name if isinstance(value, Enum) else json.dumps(value)
+                errors.append(_error(
+                    f"Argument '{arg}' on Field '{sel.name}' has an invalid value ({shown}). "
+                    f"Expected type '{enum}'.", sel.line, sel.column, here,
+                    {"code": "argumentLiteralsIncompatible", "typeName": "Field",
+                     "argumentName": arg}))
             result_type = spec[0]
             if result_type is None and sel.selections is not None:
                 errors.append(_error(
@@ -796,6 +975,15 @@ def validate(doc: Document, op: Operation, variables: Mapping[str, Any]) -> list
         if v.type.endswith("!") and variables.get(v.name, v.default) is None:
             errors.append({"extensions": {"value": None, "problems": [
                 {"path": [], "explanation": "Expected value to not be null"}]},
+                "locations": [{"line": 1, "column": 1}],
+                "message": f"Variable ${v.name} of type {v.type} was provided invalid value"})
+        value = variables.get(v.name, v.default)
+        value = value.name if isinstance(value, Enum) else value
+        allowed = ENUMS.get(v.type.rstrip("!"))
+        if allowed is not None and value is not None and value not in allowed:
+            errors.append({"extensions": {"value": value, "problems": [
+                {"path": [], "explanation": f"Expected {json.dumps(value)} to be one of: "
+                                            f"{', '.join(allowed)}"}]},
                 "locations": [{"line": 1, "column": 1}],
                 "message": f"Variable ${v.name} of type {v.type} was provided invalid value"})
     return errors
@@ -851,19 +1039,32 @@ def execute_selections(doc: Document, type_name: str, obj: Any, selections: list
             continue
         result_type, resolve = SCHEMA[concrete].get(sel.name) or SCHEMA[type_name][sel.name]
         args = {k: _arg(v, ctx) for k, v in sel.args.items()}
+        non_null = (concrete, sel.name) in NON_NULL or (type_name, sel.name) in NON_NULL
         try:
             value = resolve(obj, args, ctx)
         except FieldError as exc:
-            ctx.errors.append({"type": exc.type, "path": here,
-                               "locations": [{"line": sel.line, "column": sel.column}],
-                               "message": str(exc)})
+            err: dict[str, Any] = {"type": exc.type, "path": here}
+            if exc.extensions is not None:
+                err["extensions"] = dict(exc.extensions)
+            err["locations"] = [{"line": sel.line, "column": sel.column}]
+            err["message"] = str(exc)
+            ctx.errors.append(err)
+            if non_null:
+                raise _NullBubble from exc
             value = None
         if value is not None and result_type is not None and sel.selections is not None:
-            if isinstance(value, list):  # a list field: each item gets the selections
-                value = [execute_selections(doc, result_type, item, sel.selections,
-                                            [*here, i], ctx) for i, item in enumerate(value)]
-            else:
-                value = execute_selections(doc, result_type, value, sel.selections, here, ctx)
+            try:
+                if isinstance(value, list):  # a list field: each item gets the selections
+                    value = [execute_selections(doc, result_type, item, sel.selections,
+                                                [*here, i], ctx)
+                             for i, item in enumerate(value)]
+                else:
+                    value = execute_selections(doc, result_type, value, sel.selections, here,
+                                               ctx)
+            except _NullBubble:
+                if non_null:
+                    raise
+                value = None
         _merge(out, sel.key, value)
     return out
 

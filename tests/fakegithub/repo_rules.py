@@ -10,13 +10,15 @@ rules of a branch, the collaborators and custom property values only `metadata: 
 which every installation has. A missing permission is 403 "Resource not accessible by
 integration" with GitHub's X-Accepted-GitHub-Permissions header. GET /repos/{owner}/{repo}
 shows `security_and_analysis` only to `administration`, and the merge settings only to
-`contents: write` (`full_repo`).
+`contents: write` (`full_repo`). GraphQL's fields for the same data (graphql.py) reuse the
+helpers here and, through the /graphql route wrapped at the end, the same permission checks.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -24,10 +26,14 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from tests.fakegithub import graphql as gql
 from tests.fakegithub import render
 from tests.fakegithub.server import (
+    _ROUTE_OF,
+    ROUTES,
     Caller,
     GitHubError,
+    Handler,
     caller_of,
     get_repo,
     json_response,
@@ -364,6 +370,18 @@ def codeowners_file(files: Mapping[str, str]) -> str | None:
     return next((p for p in CODEOWNERS_PATHS if p in files), None)
 
 
+def codeowners_at(repo: Repo, ref: str) -> tuple[str, str] | None:
+    """(path, text) of the CODEOWNERS file at `ref` (a branch or a commit sha); None when
+    the ref or the file is missing. REST's codeowners/errors and GraphQL's codeowners."""
+    if ref in repo.heads:
+        files: Mapping[str, str] | None = repo.branches.get(ref, {})
+    else:
+        found = repo.commit(ref)
+        files = found[1] if found is not None else None
+    path = codeowners_file(files) if files is not None else None
+    return (path, files[path]) if files is not None and path is not None else None
+
+
 def _tokens(line: str) -> Iterator[tuple[int, str]]:
     """(1-based column, token) up to a comment."""
     for m in re.finditer(r"\S+", line):
@@ -559,16 +577,10 @@ async def list_codeowners_errors(request: web.Request) -> web.Response:
     st = state_of(request)
     repo = get_repo(request)
     _need(request, "contents")
-    ref = request.query.get("ref") or repo.default_branch
-    if ref in repo.heads:
-        files: Mapping[str, str] | None = repo.branches.get(ref, {})
-    else:
-        found = repo.commit(ref)
-        files = found[1] if found is not None else None
-    path = codeowners_file(files) if files is not None else None
-    if files is None or path is None:
+    found = codeowners_at(repo, request.query.get("ref") or repo.default_branch)
+    if found is None:
         raise not_found()
-    return json_response({"errors": codeowners_errors(st, repo, path, files[path])})
+    return json_response({"errors": codeowners_errors(st, repo, *found)})
 
 
 @route("GET", "/repos/{owner}/{repo}/git/trees/{tree_sha:.+}",
@@ -594,3 +606,27 @@ async def get_custom_property_values(request: web.Request) -> web.Response:
         raise not_found()  # custom properties are an organization's
     return json_response([{"property_name": name, "value": value}
                           for name, value in repo.custom_properties.items()])
+
+
+# ----------------------------------------------------------------------------- graphql
+def _graphql_with_grants(handler: Handler) -> Handler:
+    """The /graphql route, telling graphql.GRANTS what the caller's token grants, so that
+    GraphQL fields refuse what the REST endpoints here refuse (`_grants`)."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        caller = caller_of(request)
+        reset = gql.GRANTS.set(lambda permission: _grants(caller, permission))
+        try:
+            return await handler(request)
+        finally:
+            gql.GRANTS.reset(reset)
+
+    return answer
+
+
+# server.py registers /graphql without the caller's permissions in reach of the schema; wrap
+# its route here (once: a module is imported once), where the permission checks live.
+for _i, _route in enumerate(ROUTES):
+    if (_route.method, _route.path) == ("POST", "/graphql"):
+        ROUTES[_i] = replace(_route, handler=_graphql_with_grants(_route.handler))
+        _ROUTE_OF[ROUTES[_i].handler] = ROUTES[_i]

@@ -719,6 +719,10 @@ class FakeState:
         # Lower-cased full names GraphQL answers NOT_FOUND for, with how many more queries
         # it does so (a new repository GitHub has not replicated yet, say).
         self.graphql_not_found: dict[str, int] = {}
+        # Lower-cased full names whose `collaborators` GraphQL refuses (null, FORBIDDEN "Must
+        # have push access to view repository collaborators."), as GitHub does to a viewer
+        # without push access; an installation otherwise reads them with `metadata`, as REST.
+        self.graphql_collaborators_forbidden: set[str] = set()
 
         # Faults
         self.latency: float = 0.0
