@@ -14,6 +14,7 @@ token's hour:
 and the targets: cold <= 3 REST per repository, rescan <= 0.1.
 
     .venv/bin/python -m bench.source_cost [--repos 1000] [--latency 0.1] [--speed 10]
+        [--org-default write|read]
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from bench.common import with_redis
 from tests.fakegithub import webhooks as hooks
 from tests.fakegithub.server import FakeGitHub
 from tests.fakegithub.state import FakeState, Installation, ruleset_rule
-from tests.stack import Stack, running_stack, services_for
+from tests.stack import MANIFEST, Stack, running_stack, services_for
 from tests.test_policy_types_e2e import DANGEROUS_WORKFLOW, SAFE_WORKFLOW
 
 # Which source a REST path is paid for (the first match).
@@ -80,7 +81,9 @@ def build(st: FakeState, repos: int) -> Installation:
                       "description": "a service" if good else None,
                       "topics": ["team-platform"] if good else [],
                       **({} if good else {"pushed_at": old})})
-    inst = st.add_installation("acme", specs)
+    # With the permissions app.yml asks for (members: read lists the org's teams).
+    inst = st.add_installation("acme", specs, permissions=MANIFEST["default_permissions"],
+                               events=MANIFEST["default_events"])
     st.add_team("acme", "platform", [])
     for i in range(repos):
         name = f"acme/svc-{i:04d}"
@@ -119,7 +122,8 @@ async def measure(st: FakeState, stack: Stack, inst: Installation, cold: bool
             st.secondary_limit_responses - secondary0, elapsed)
 
 
-async def run(repos: int, latency: float, speed: float, redis_url: str) -> None:
+async def run(repos: int, latency: float, speed: float, org_default: str,
+              redis_url: str) -> None:
     minute = 60 / speed
     limits = (f"minute_seconds={minute},hour_seconds={3600 / speed},"
               "points_per_minute=900,content_per_minute=80,content_per_hour=500")
@@ -127,6 +131,8 @@ async def run(repos: int, latency: float, speed: float, redis_url: str) -> None:
     async with FakeGitHub() as gh:
         st = gh.state
         inst = build(st, repos)
+        # "read": GitHub applies it to every repository, so none is asked for its own.
+        st.set_org_workflow_permissions("acme", org_default)
         st.secondary.enabled = True
         st.secondary.minute_seconds, st.secondary.hour_seconds = minute, 3600 / speed
         st.secondary.retry_after = max(1, round(minute))
@@ -140,7 +146,8 @@ async def run(repos: int, latency: float, speed: float, redis_url: str) -> None:
             results = [("cold", await measure(st, stack, inst, cold=True)),
                        ("rescan, same hour", await measure(st, stack, inst, cold=False))]
     print(f"{repos} repositories, {len(REGISTRY)} policy types, latency {latency * 1000:.0f} ms,"
-          f" secondary limits on (900 points/min), clock x{speed:g}")
+          f" secondary limits on (900 points/min), clock x{speed:g}, org default workflow "
+          f"token {org_default!r}")
     for label, (paid, graphql, secondary, elapsed) in results:
         total = sum(v for k, v in paid.items() if k != "repository listing")
         print(f"\n{label}: {total / repos:.3f} paid REST requests per repository "
@@ -156,8 +163,10 @@ def main() -> None:
     parser.add_argument("--repos", type=int, default=1000)
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--speed", type=float, default=10)
+    parser.add_argument("--org-default", choices=("write", "read"), default="write",
+                        help="the organization's default workflow token permissions")
     args = parser.parse_args()
-    with_redis(lambda url: run(args.repos, args.latency, args.speed, url))
+    with_redis(lambda url: run(args.repos, args.latency, args.speed, args.org_default, url))
 
 
 if __name__ == "__main__":

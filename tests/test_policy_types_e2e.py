@@ -6,6 +6,7 @@ then webhooks that make a source stale rescan a repository within seconds.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 
@@ -162,6 +163,13 @@ async def test_every_type_judges_real_github_data(stack: Stack,
     assert "deprecated" in messages["lifecycle-rule"]
     # The evaluate-mode ruleset was not counted: the requirement is reported unmet.
     assert "required_approving_review_count" in messages["protection"]
+    # Teams were read once for the organization, not once per repository; classic
+    # protection, collaborators and CODEOWNERS errors came with the GraphQL batch.
+    per_repo = [r.path for r in st.log if re.fullmatch(
+        r"/repos/acme/[^/]+/(teams|collaborators|codeowners/errors|branches/.+/protection)",
+        r.path)]
+    assert per_repo == []
+    assert st.count_requests("GET", "/orgs/acme/teams") >= 1
 
 
 async def test_source_events_rescan_the_repository(stack: Stack,

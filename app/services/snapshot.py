@@ -434,7 +434,8 @@ async def _graphql_batch(gh: GitHubAPI, repos: Sequence[tuple[int, str]], paths:
 # ----------------------------------------------------------------------------- batches
 async def _complete(gh: GitHubAPI, part: _Partial, needs: Needs, fresh: bool,
                     limit: asyncio.Semaphore, org_restricted: bool, ref: str = "HEAD",
-                    forks: bool = False) -> SnapshotOrError:
+                    forks: bool = False, *, org: str | None = None,
+                    shared: dict[str, Any] | None = None) -> SnapshotOrError:
     """Add what only REST has; archived repositories, forks and empty repositories are not
     evaluated (forks only when a policy opts in: `forks`), so they get nothing more.
     `org_restricted`: the organization's default
@@ -455,7 +456,8 @@ async def _complete(gh: GitHubAPI, part: _Partial, needs: Needs, fresh: bool,
         jobs.append(call(fetch_workflow_permissions_probing if part.actions_enabled is False
                          else fetch_workflow_permissions))
     reader = GitHubReader(gh, snap.full_name)
-    where = RepoRef(snap.full_name, snap.default_branch, ref=ref)
+    where = RepoRef(snap.full_name, snap.default_branch, org=org, ref=ref,
+                    shared=shared if shared is not None else {})
     todo = [s for s in sources_of(needs) if s.name not in snap.data]
 
     async def finish(source: Source[Any]) -> Any:
@@ -512,6 +514,7 @@ async def fetch_snapshots(gh: GitHubAPI, repos: Sequence[tuple[int, str]], needs
     `org`: the organization the repositories belong to. Its default workflow permissions
     are read once per call (a free 304 while unchanged); when they are "read", no
     repository's own setting is read, since GitHub applies the restricted default to all.
+    Sources read organization-wide data (its teams) once per call too.
     """
     reuse = reuse or {}
     paths = sorted(needs.files)
@@ -525,6 +528,7 @@ async def fetch_snapshots(gh: GitHubAPI, repos: Sequence[tuple[int, str]], needs
         parts.extend(await _graphql_batch(gh, todo[start:start + GRAPHQL_BATCH], paths, ref,
                                           needs))
     limit = asyncio.Semaphore(REST_CONCURRENCY)
+    shared: dict[str, Any] = {}  # organization-wide reads, made once (RepoRef.once)
     restricted = False
     if org and needs.workflow_permissions and any(
             isinstance(p, _Partial) and not (p.snapshot.archived or p.snapshot.fork)
@@ -535,7 +539,7 @@ async def fetch_snapshots(gh: GitHubAPI, repos: Sequence[tuple[int, str]], needs
         if isinstance(part, SnapshotError):
             return part
         return await _complete(gh, part, needs, part.repo_id not in reuse, limit, restricted,
-                               ref, forks)
+                               ref, forks, org=org, shared=shared)
 
     done = await asyncio.gather(*(finish(p) for p in parts))
     return {(p.repo_id): d for p, d in zip(parts, done, strict=True)}

@@ -16,8 +16,9 @@ types, and stay pure.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 
@@ -74,6 +75,17 @@ class RepoRef:
     org: str | None = None
     # Where files are read: HEAD (the default branch) or a commit SHA.
     ref: str = "HEAD"
+    # Shared by every repository of one fetch: organization-wide reads made once (`once`).
+    shared: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    async def once(self, key: str, read: Callable[[], Awaitable[Any]]) -> Any:
+        """`read()` once for all the repositories of this fetch (concurrent callers wait
+        for the first)."""
+        lock = self.shared.setdefault(f"{key}:lock", asyncio.Lock())
+        async with lock:
+            if key not in self.shared:
+                self.shared[key] = await read()
+        return self.shared[key]
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,12 @@ collaborators) and teams, each with a permission.
 
 People come with the batched GraphQL query (`collaborators(affiliation: DIRECT)` and
 `(affiliation: OUTSIDE)`, the first 100 of each; a repository with more is read through
-REST, paginated); teams through `GET /repos/{o}/{r}/teams` (conditional: a rescan of an
-unchanged list is a free 304). Organization owners, who are admins of every repository, are
-not direct collaborators and are not listed.
+REST, paginated). Teams: in an organization, its teams and each team's repositories are
+read once per batch of repositories (`GET /orgs/{org}/teams`, then
+`GET /orgs/{org}/teams/{slug}/repos`; conditional, so every batch after the first pays
+nothing), instead of `GET /repos/{o}/{r}/teams` for each repository, which is the fallback
+(a personal account, or an organization listing GitHub refuses). Organization owners, who
+are admins of every repository, are not direct collaborators and are not listed.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from app.sources.base import Needs, Reader, RepoRef, Source, Unreadable
 
@@ -82,6 +86,32 @@ def _people(found: Any) -> tuple[list[dict[str, Any]], bool]:
     return items, int(found.get("totalCount") or 0) <= len(items)
 
 
+async def org_teams(reader: Reader, org: str | None) -> dict[str, list[dict[str, Any]]] | None:
+    """Repository full name (lower-cased) -> its teams, each {slug, permission}, from the
+    organization's team listing; None when GitHub refuses it (each repository is then asked
+    for its own teams)."""
+    if not org:
+        return None
+    base = f"/orgs/{quote(org, safe='')}/teams"
+    status, teams = await reader.get_all(f"{base}?per_page=100", expect=(403, 404))
+    if status != 200:
+        return None
+    out: dict[str, list[dict[str, Any]]] = {}
+    for team in teams:
+        slug = str(team.get("slug")) if isinstance(team, dict) else ""
+        if not slug:
+            continue
+        status, repos = await reader.get_all(
+            f"{base}/{quote(slug, safe='')}/repos?per_page=100", expect=(403, 404))
+        if status == 403:
+            return None
+        for item in repos:
+            if isinstance(item, dict) and item.get("full_name"):
+                out.setdefault(str(item["full_name"]).lower(), []).append(
+                    {"slug": slug, "permission": permission_of(item)})
+    return out
+
+
 class CollaboratorsSource(Source[Access]):
     name: ClassVar[str] = "collaborators"
     stale_on: ClassVar[frozenset[str]] = frozenset({"member", "team"})
@@ -121,9 +151,14 @@ class CollaboratorsSource(Source[Access]):
                 f"collaborators?affiliation={key}&per_page=100", expect=(403,))
             if status == 403:
                 return self.parse_errors({}, needs, [{"message": "403"}])
-        status, teams = await reader.get_all("teams?per_page=100", expect=(403,))
-        if status == 403:
-            return Unreadable("GitHub refused to list the teams with access (403)")
+        by_repo = await repo.once("org-teams", lambda: org_teams(reader, repo.org)) \
+            if repo.org else None
+        if isinstance(by_repo, dict):
+            teams: list[Any] = by_repo.get(repo.full_name.lower(), [])
+        else:
+            status, teams = await reader.get_all("teams?per_page=100", expect=(403,))
+            if status == 403:
+                return Unreadable("GitHub refused to list the teams with access (403)")
         outside_logins = {str(u.get("login")).lower() for u in lists["outside"]
                           if isinstance(u, dict)}
         people = tuple(Person(str(u.get("login")), permission_of(u),

@@ -1,12 +1,14 @@
 """Security features: secret scanning, push protection, Dependabot alerts and security
 updates.
 
-`GET /repos/{o}/{r}` (conditional: a rescan of an unchanged repository is a free 304) gives
-`security_and_analysis`, which GitHub shows only to a token that may administer the
-repository (without it the view is Unreadable). Dependabot alerts: GraphQL's
-`hasVulnerabilityAlertsEnabled`, in a batched query of its own (`isolated`: the field is
-non-null, so a refusal nulls the whole repository in the query that asked for it);
-REST's `vulnerability-alerts` (204 / 404, paid at every scan) is not used.
+`security_and_analysis` comes from `GET /repos/{o}/{r}` (conditional: a rescan of an
+unchanged repository is a free 304); GitHub shows it only to a token that may administer
+the repository (without it the view is Unreadable). (The installation's repository listing
+does not carry it: its items are GitHub's `repository` shape, which has no such field.)
+Dependabot alerts: GraphQL's `hasVulnerabilityAlertsEnabled`, in a batched query of its
+own (`isolated`: the field is non-null, so a refusal nulls the whole repository in the
+query that asked for it); REST's `vulnerability-alerts` (204 / 404, paid at every scan) is
+not used.
 """
 
 from __future__ import annotations

@@ -7,9 +7,11 @@ As strict as GitHub (permissions from GitHub's "Permissions required for GitHub 
 branch protection, a repository's teams and its Dependabot alerts setting need the
 installation's `administration: read`; CODEOWNERS errors and trees `contents: read`; the
 rules of a branch, the collaborators and custom property values only `metadata: read`,
-which every installation has. A missing permission is 403 "Resource not accessible by
-integration" with GitHub's X-Accepted-GitHub-Permissions header. GET /repos/{owner}/{repo}
-shows `security_and_analysis` only to `administration`, and the merge settings only to
+which every installation has; an organization's teams and a team's repositories
+(GET /orgs/{org}/teams[/{team_slug}/repos]) `members: read`. A missing permission is 403
+"Resource not accessible by integration" with GitHub's X-Accepted-GitHub-Permissions header.
+GET /repos/{owner}/{repo} (and the repositories the installation or a team lists) shows
+`security_and_analysis` only to `administration`, and the merge settings only to
 `contents: write` (`full_repo`). GraphQL's fields for the same data (graphql.py) reuse the
 helpers here and, through the /graphql route wrapped at the end, the same permission checks.
 """
@@ -34,7 +36,9 @@ from tests.fakegithub.server import (
     Caller,
     GitHubError,
     Handler,
+    _org_for_members,
     caller_of,
+    can_see,
     get_repo,
     json_response,
     no_content,
@@ -238,6 +242,18 @@ def full_repo(st: FakeState, caller: Caller, repo: Repo) -> dict[str, Any]:
             data.pop(key, None)
     if _grants(caller, "administration"):
         data["security_and_analysis"] = security_and_analysis(repo)
+    return data
+
+
+def minimal_repo(st: FakeState, caller: Caller, repo: Repo, role: str) -> dict[str, Any]:
+    """GitHub's `minimal-repository` with a team's `permissions` and `role_name`: what
+    GET /repos/{owner}/{repo} shows this caller, less the merge settings that schema lacks
+    (`delete_branch_on_merge` is in it, under the same `contents: write` rule)."""
+    data = full_repo(st, caller, repo)
+    for key in MERGE_SETTINGS:
+        if key != "delete_branch_on_merge":
+            data.pop(key, None)
+    data.update(permissions=_permissions(role), role_name=role)
     return data
 
 
@@ -559,6 +575,61 @@ async def list_repo_teams(request: web.Request) -> web.Response:
     page, headers = paginate(request, repo_teams(st, repo))
     return json_response([{**team_json(st, team, role), "access_source": "direct"}
                           for team, role in page], headers=headers)
+
+
+# ----------------------------------------------------------------------------- org teams
+TEAM_TYPES = ("all", "enterprise", "organization")
+
+
+def org_teams(st: FakeState, org: User) -> list[Team]:
+    """The organization's teams in GitHub's order for GET /orgs/{org}/teams: by name."""
+    found = [t for (login, _), t in st.teams.items() if login == org.login.lower()]
+    return sorted(found, key=lambda t: (t.name.lower(), t.id))
+
+
+def org_team_json(st: FakeState, team: Team) -> dict[str, Any]:
+    """A team as the organization lists it: no repository in context, so no `permissions`
+    object, and `permission` is the team's default ("pull")."""
+    data = team_json(st, team, "read")
+    del data["permissions"]
+    return data
+
+
+def team_repos(st: FakeState, caller: Caller, team: Team) -> list[tuple[Repo, str]]:
+    """(repository, the team's role) for each repository of the team's organization the
+    team has access to and the caller can see, by id. The role is the one
+    GET /repos/{owner}/{repo}/teams gives the team (Repo.team_access)."""
+    found = [(r, r.team_access[team.slug]) for r in st.repos.values()
+             if r.owner is team.org and team.slug in r.team_access and can_see(caller, r)]
+    return sorted(found, key=lambda rr: rr[0].id)
+
+
+@route("GET", "/orgs/{org}/teams", doc=f"{DOCS}/teams/teams#list-teams")
+async def list_org_teams(request: web.Request) -> web.Response:
+    st = state_of(request)
+    org = _org_for_members(request)  # 404 unknown org; 403 without members: read
+    team_type = request.query.get("team_type", "all")
+    if team_type not in TEAM_TYPES:
+        raise GitHubError(422, f"Invalid request.\n\nFor 'properties/team_type', "
+                               f"\"{team_type}\" is not a member of {list(TEAM_TYPES)}.")
+    # Every team of the fake is an organization's (none is an enterprise team).
+    teams = [] if team_type == "enterprise" else org_teams(st, org)
+    page, headers = paginate(request, teams)
+    return json_response([org_team_json(st, t) for t in page], headers=headers)
+
+
+@route("GET", "/orgs/{org}/teams/{team_slug}/repos",
+       doc=f"{DOCS}/teams/teams#list-team-repositories")
+async def list_team_repos(request: web.Request) -> web.Response:
+    st = state_of(request)
+    caller = caller_of(request)
+    org = _org_for_members(request)
+    team = st.teams.get((org.login.lower(), request.match_info["team_slug"].lower()))
+    if team is None:
+        raise not_found()
+    page, headers = paginate(request, team_repos(st, caller, team))
+    return json_response([minimal_repo(st, caller, r, role) for r, role in page],
+                         headers=headers)
 
 
 @route("GET", "/repos/{owner}/{repo}/vulnerability-alerts",
