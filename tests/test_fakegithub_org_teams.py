@@ -298,3 +298,27 @@ async def test_installation_repositories_have_no_security_and_analysis(
     assert all("security_and_analysis" not in r for r in body["repositories"])
     _, _, full = await api.get("/repos/acme/svc")
     assert full["security_and_analysis"]["secret_scanning"]["status"] == "enabled"
+
+
+async def test_organization_repositories_carry_security_and_analysis(
+        http: aiohttp.ClientSession, fake_github: FakeGitHub) -> None:
+    """GET /orgs/{org}/repos: `minimal-repository` items, with `security_and_analysis` for a
+    token that may administer the repositories (GitHub's docs say so for this listing)."""
+    st = fake_github.state
+    inst = st.add_installation("acme", [{"name": "svc", "private": True}, "web",
+                                        {"name": "copy", "fork": True}],
+                               permissions=APP).id
+    st.set_security("acme/svc", advanced_security=True, secret_scanning=True)
+    api = api_for(http, fake_github, inst)
+    status, _, repos = await api.get("/orgs/acme/repos?per_page=2")
+    assert status == 200 and [r["name"] for r in repos] == ["svc", "web"]
+    _, _, full = await api.get("/repos/acme/svc")
+    assert repos[0]["security_and_analysis"] == full["security_and_analysis"]
+    assert not FULL_ONLY & repos[0].keys()
+    status, _, forks = await api.get("/orgs/acme/repos?type=forks")
+    assert [r["name"] for r in forks] == ["copy"]
+    assert (await api.get("/orgs/acme/repos?type=nope"))[0] == 422
+    assert (await api.get("/orgs/nobody-here/repos"))[0] == 404
+    plain = api_for(http, fake_github, inst, permissions=NO_ADMIN)
+    _, _, repos = await plain.get("/orgs/acme/repos")
+    assert all("security_and_analysis" not in r for r in repos)

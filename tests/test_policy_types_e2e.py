@@ -170,6 +170,9 @@ async def test_every_type_judges_real_github_data(stack: Stack,
         r.path)]
     assert per_repo == []
     assert st.count_requests("GET", "/orgs/acme/teams") >= 1
+    # The security settings came with the organization's repository listing.
+    assert [r.path for r in st.log if re.fullmatch(r"/repos/acme/[^/]+", r.path)] == []
+    assert st.count_requests("GET", "/orgs/acme/repos") >= 1
 
 
 async def test_source_events_rescan_the_repository(stack: Stack,

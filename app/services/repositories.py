@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
+import gidgethub
 from sqlalchemy import select
 
 from app.db.models import Repository, Violation
@@ -14,9 +18,16 @@ from app.services.snapshot import version_of
 from app.services.store import mark_removed, new_repository, update_repository
 from app.services.withdrawals import REPO_ARCHIVED, REPO_REMOVED, withdraw
 
+log = logging.getLogger(__name__)
+
 # Listed repositories written per transaction, and the listing fields kept to write them
 # (what upsert_repository reads, and the version).
 SYNC_CHUNK = 500
+# Fields of the organization's repository listing kept (in Redis) for the full scan that
+# read it: sources take them from there instead of asking per repository.
+ORG_LISTED_FIELDS = ("security_and_analysis",)
+# Long enough for a full scan's batches to run; the next full scan lists again.
+ORG_LISTED_TTL = 6 * 3600
 LISTED_FIELDS = ("id", "full_name", "archived", "fork", "visibility", "private",
                  "default_branch", "pushed_at", "updated_at", "created_at")
 
@@ -55,6 +66,50 @@ async def sync_repositories(svc: Services, installation_id: int) -> int:
     await withdraw(svc, installation_id, REPO_REMOVED, repo_ids=removed)
     await withdraw(svc, installation_id, REPO_ARCHIVED, repo_ids=archived)
     return len(seen)
+
+
+def _listed_key(repo_id: int) -> str:
+    return f"pe:org-listed:{repo_id}"
+
+
+async def keep_org_listing(svc: Services, installation_id: int, org: str) -> int:
+    """List the organization's repositories (`GET /orgs/{org}/repos`, 100 a page) and keep
+    ORG_LISTED_FIELDS of each for this full scan's batches; returns how many were kept.
+    A listing GitHub refuses keeps nothing (the sources then ask per repository)."""
+    gh = svc.github.installation(installation_id)
+    kept = 0
+    pending: dict[int, str] = {}
+    try:
+        async for repo in gh.getiter(f"/orgs/{quote(org, safe='')}/repos?per_page=100"):
+            fields = {k: repo[k] for k in ORG_LISTED_FIELDS if repo.get(k) is not None}
+            if fields:
+                pending[int(repo["id"])] = json.dumps(fields)
+            if len(pending) >= SYNC_CHUNK:
+                kept += await _keep(svc, pending)
+                pending = {}
+    except gidgethub.BadRequest as exc:
+        if int(exc.status_code) not in (403, 404):
+            raise
+        log.info("installation %s: organization listing refused (%s); sources ask per "
+                 "repository", installation_id, exc.status_code)
+    return kept + await _keep(svc, pending)
+
+
+async def _keep(svc: Services, items: dict[int, str]) -> int:
+    if items:
+        async with svc.redis.pipeline(transaction=False) as pipe:
+            for rid, value in items.items():
+                pipe.set(_listed_key(rid), value, ex=ORG_LISTED_TTL)
+            await pipe.execute()
+    return len(items)
+
+
+async def org_listed(svc: Services, repo_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """What keep_org_listing kept of these repositories."""
+    if not repo_ids:
+        return {}
+    raw = await svc.redis.mget([_listed_key(rid) for rid in repo_ids])
+    return {rid: json.loads(value) for rid, value in zip(repo_ids, raw, strict=True) if value}
 
 
 async def _store_listed(svc: Services, installation_id: int,

@@ -34,7 +34,7 @@ from app.services.pull_events import recheck_open_pulls
 from app.services.queue import release_many, try_lock_many
 from app.services.reconcile import HELD, RESPECTED, pending_actions, release_holds
 from app.services.reminders import OVERRIDES_PATH, parse_overrides
-from app.services.repositories import sync_repositories
+from app.services.repositories import keep_org_listing, org_listed, sync_repositories
 from app.services.scan_requests import (
     batch_job_id,
     request_reconcile,
@@ -86,6 +86,7 @@ async def scan_installation(svc: Services, installation_id: int, trigger: str,
         await on_created(scan_id)
     await _reload_config(svc, installation_id, only_unknown=not reload_config)
     await sync_repositories(svc, installation_id)
+    await _list_org(svc, installation_id)
     async with svc.db() as db, db.begin():
         inst = await db.get(Installation, installation_id)
         cfg = config_for(inst) if inst is not None else None
@@ -113,6 +114,17 @@ async def scan_installation(svc: Services, installation_id: int, trigger: str,
     log.info("installation %s: full scan %s of %d repositories in %d batches (%s)",
              installation_id, scan_id, len(ids), -(-len(ids) // BATCH_SIZE), trigger)
     return scan_id
+
+
+async def _list_org(svc: Services, installation_id: int) -> None:
+    """What the sources take from the organization's repository listing instead of asking
+    per repository (the security settings), when an enabled policy reads them."""
+    async with svc.db() as db:
+        inst = await db.get(Installation, installation_id)
+    cfg = config_for(inst) if inst is not None else None
+    org = _org(inst) if inst is not None else None
+    if cfg is not None and org and "security" in needs_of(cfg).sources:
+        await keep_org_listing(svc, installation_id, org)
 
 
 def stopped_reason(inst: Installation | None) -> str:
@@ -291,7 +303,9 @@ async def scan_batch(svc: Services, installation_id: int, scan_id: int,
         gh = svc.github.installation(installation_id)
         try:
             got = await fetch_snapshots(gh, [(r.id, r.full_name) for r in mine], needs,
-                                        reuse=reuse, org=org, forks=forks)
+                                        reuse=reuse, org=org, forks=forks,
+                                        listed=await org_listed(svc, [r.id for r in mine])
+                                        if "security" in needs.sources else None)
         except RateLimited as exc:
             out.waiting, out.retry_at = [r.id for r in mine], exc.until
             return out

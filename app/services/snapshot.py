@@ -435,6 +435,7 @@ async def _graphql_batch(gh: GitHubAPI, repos: Sequence[tuple[int, str]], paths:
 async def _complete(gh: GitHubAPI, part: _Partial, needs: Needs, fresh: bool,
                     limit: asyncio.Semaphore, org_restricted: bool, ref: str = "HEAD",
                     forks: bool = False, *, org: str | None = None,
+                    listed: Mapping[str, Any] | None = None,
                     shared: dict[str, Any] | None = None) -> SnapshotOrError:
     """Add what only REST has; archived repositories, forks and empty repositories are not
     evaluated (forks only when a policy opts in: `forks`), so they get nothing more.
@@ -456,7 +457,7 @@ async def _complete(gh: GitHubAPI, part: _Partial, needs: Needs, fresh: bool,
         jobs.append(call(fetch_workflow_permissions_probing if part.actions_enabled is False
                          else fetch_workflow_permissions))
     reader = GitHubReader(gh, snap.full_name)
-    where = RepoRef(snap.full_name, snap.default_branch, org=org, ref=ref,
+    where = RepoRef(snap.full_name, snap.default_branch, org=org, ref=ref, listed=listed,
                     shared=shared if shared is not None else {})
     todo = [s for s in sources_of(needs) if s.name not in snap.data]
 
@@ -501,7 +502,8 @@ async def _complete(gh: GitHubAPI, part: _Partial, needs: Needs, fresh: bool,
 
 async def fetch_snapshots(gh: GitHubAPI, repos: Sequence[tuple[int, str]], needs: Needs, *,
                           reuse: Mapping[int, Fetched] | None = None, org: str | None = None,
-                          ref: str = "HEAD", forks: bool = False
+                          ref: str = "HEAD", forks: bool = False,
+                          listed: Mapping[int, Mapping[str, Any]] | None = None
                           ) -> dict[int, SnapshotOrError]:
     """Snapshots of `repos` ((id, full name) pairs), keyed by the id given.
 
@@ -514,7 +516,8 @@ async def fetch_snapshots(gh: GitHubAPI, repos: Sequence[tuple[int, str]], needs
     `org`: the organization the repositories belong to. Its default workflow permissions
     are read once per call (a free 304 while unchanged); when they are "read", no
     repository's own setting is read, since GitHub applies the restricted default to all.
-    Sources read organization-wide data (its teams) once per call too.
+    Sources read organization-wide data (its teams) once per call too. `listed`: what an
+    organization-wide listing at this full scan showed of each repository, by id.
     """
     reuse = reuse or {}
     paths = sorted(needs.files)
@@ -539,7 +542,8 @@ async def fetch_snapshots(gh: GitHubAPI, repos: Sequence[tuple[int, str]], needs
         if isinstance(part, SnapshotError):
             return part
         return await _complete(gh, part, needs, part.repo_id not in reuse, limit, restricted,
-                               ref, forks, org=org, shared=shared)
+                               ref, forks, org=org, listed=(listed or {}).get(part.repo_id),
+                               shared=shared)
 
     done = await asyncio.gather(*(finish(p) for p in parts))
     return {(p.repo_id): d for p, d in zip(parts, done, strict=True)}

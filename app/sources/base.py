@@ -75,6 +75,9 @@ class RepoRef:
     org: str | None = None
     # Where files are read: HEAD (the default branch) or a commit SHA.
     ref: str = "HEAD"
+    # What an organization-wide listing read at this full scan showed of the repository
+    # (None: none was read); a source takes what it needs from there instead of asking.
+    listed: Mapping[str, Any] | None = field(default=None, compare=False)
     # Shared by every repository of one fetch: organization-wide reads made once (`once`).
     shared: dict[str, Any] = field(default_factory=dict, compare=False)
 

@@ -1,10 +1,12 @@
 """Security features: secret scanning, push protection, Dependabot alerts and security
 updates.
 
-`security_and_analysis` comes from `GET /repos/{o}/{r}` (conditional: a rescan of an
-unchanged repository is a free 304); GitHub shows it only to a token that may administer
-the repository (without it the view is Unreadable). (The installation's repository listing
-does not carry it: its items are GitHub's `repository` shape, which has no such field.)
+`security_and_analysis`: a full scan lists the organization's repositories once
+(`GET /orgs/{org}/repos`, 100 a page, whose `minimal-repository` items carry it; the
+installation's own listing does not) and keeps each one's for its batches
+(app/services/repositories.py `keep_org_listing`); a single repository, or one the listing
+lacked, is asked `GET /repos/{o}/{r}` (conditional). GitHub shows it only to a token that
+may administer the repository (without it the view is Unreadable).
 Dependabot alerts: GraphQL's `hasVulnerabilityAlertsEnabled`, in a batched query of its
 own (`isolated`: the field is non-null, so a refusal nulls the whole repository in the
 query that asked for it); REST's `vulnerability-alerts` (204 / 404, paid at every scan) is
@@ -54,8 +56,11 @@ class SecuritySource(Source[SecurityFeatures]):
 
     async def complete(self, reader: Reader, repo: RepoRef, view: Any, needs: Needs
                        ) -> SecurityFeatures | Unreadable:
-        got = await reader.get("", expect=(403, 404))
-        sa = got.body.get("security_and_analysis") if isinstance(got.body, dict) else None
+        # A full scan has the organization listing's copy; a single repository asks.
+        sa = (repo.listed or {}).get("security_and_analysis")
+        if not isinstance(sa, dict):
+            got = await reader.get("", expect=(403, 404))
+            sa = got.body.get("security_and_analysis") if isinstance(got.body, dict) else None
         if not isinstance(sa, dict):
             return Unreadable("GitHub did not show the security settings: the App needs "
                               "\"Administration: read\"")

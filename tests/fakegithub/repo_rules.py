@@ -36,6 +36,7 @@ from tests.fakegithub.server import (
     Caller,
     GitHubError,
     Handler,
+    _find_org,
     _org_for_members,
     caller_of,
     can_see,
@@ -630,6 +631,36 @@ async def list_team_repos(request: web.Request) -> web.Response:
     page, headers = paginate(request, team_repos(st, caller, team))
     return json_response([minimal_repo(st, caller, r, role) for r, role in page],
                          headers=headers)
+
+
+ORG_REPO_TYPES = ("all", "public", "private", "forks", "sources", "member")
+
+
+@route("GET", "/orgs/{org}/repos", doc=f"{DOCS}/repos/repos#list-organization-repositories")
+async def list_org_repos(request: web.Request) -> web.Response:
+    """The organization's repositories the caller can see, as `minimal-repository` (with
+    `security_and_analysis` under GET /repos/{owner}/{repo}'s rule: GitHub's docs say it
+    is shown to those who may administer the repository), by id."""
+    st = state_of(request)
+    caller = caller_of(request)
+    org = _find_org(st, request.match_info["org"])  # 404 for an unknown organization
+    kind = request.query.get("type", "all")
+    if kind not in ORG_REPO_TYPES:
+        raise GitHubError(422, f"Invalid request.\n\nFor 'properties/type', \"{kind}\" is "
+                               f"not a member of {list(ORG_REPO_TYPES)}.")
+    found = [r for r in st.repos.values() if r.owner is org and can_see(caller, r)
+             and (kind in ("all", "member") or (kind == "public" and not r.private)
+                  or (kind == "private" and r.private) or (kind == "forks" and r.fork)
+                  or (kind == "sources" and not r.fork))]
+    page, headers = paginate(request, sorted(found, key=lambda r: r.id))
+    out = []
+    for repo in page:
+        data = full_repo(st, caller, repo)
+        for key in MERGE_SETTINGS:
+            if key != "delete_branch_on_merge":
+                data.pop(key, None)
+        out.append(data)
+    return json_response(out, headers=headers)
 
 
 @route("GET", "/repos/{owner}/{repo}/vulnerability-alerts",
