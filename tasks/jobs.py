@@ -34,6 +34,7 @@ from app.services import (
     pull_checks,
     pull_events,
     reconcile,
+    recording,
     reminders,
     scan_requests,
     scanning,
@@ -227,7 +228,7 @@ async def scan_repo(ctx: Ctx, installation_id: int, repo_id: int) -> str:
         raise await _defer_for_rate_limit(ctx, exc) from exc
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
-        await scanning.record_repo_error(svc, repo_id, reason)
+        await recording.record_repo_error(svc, repo_id, reason)
         if await _failures(ctx) < MAX_TRIES:
             raise await _retry_or_raise(ctx, f"scan of repository {repo_id}", exc) from exc
         log.error("scan of repository %s failed for good: %s", repo_id, reason)

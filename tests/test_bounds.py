@@ -15,7 +15,7 @@ from app.config import ConfigError, parse_config
 from app.policies.base import MAX_FILE_BYTES, RepoSnapshot, Result
 from app.policies.catalog_info_has_owner import POLICY as CATALOG_OWNER
 from app.policies.has_catalog_info_yaml import POLICY as HAS_CATALOG
-from app.services.snapshot import TooLarge, fetch_file
+from app.services.rest_reads import TooLarge, fetch_file
 from app.yamlsafe import MAX_BYTES, MAX_DEPTH, MAX_VALUES, describe_size, size_over
 from tests.fakegithub.server import FakeGitHub
 from tests.stack import Stack, services_for

@@ -22,8 +22,8 @@ from app.config.models import AccessControl, OrgConfig
 from app.db.models import Installation, Violation
 from app.github.client import GitHub
 from app.services.access import TEAM, grant_for
+from app.services.rest_reads import fetch_file
 from app.services.scan_requests import request_full_scan
-from app.services.snapshot import fetch_file
 from tests.fakegithub import webhooks as hooks
 from tests.fakegithub.server import FakeGitHub
 from tests.fakegithub.state import FakeState, RequestRecord

@@ -3,6 +3,7 @@ evaluate()."""
 
 from __future__ import annotations
 
+import abc
 import builtins
 import re
 import time
@@ -146,8 +147,9 @@ class Policy(Protocol):
     def judge(self, snapshot: RepoSnapshot, params: Any) -> Result: ...
 
 
-class PolicyBase:
-    """Defaults for a policy type: no parameters, fixed needs (`needs`)."""
+class PolicyBase(abc.ABC):
+    """Defaults for a policy type: no parameters, fixed needs (`needs`); a type defines
+    evaluate()."""
 
     Params: ClassVar[type[Params]] = NoParams
     example: ClassVar[dict[str, Any]] = {}
@@ -157,8 +159,9 @@ class PolicyBase:
         """What to fetch for these parameters (types whose needs depend on them override)."""
         return self.needs
 
+    @abc.abstractmethod
     def evaluate(self, snapshot: RepoSnapshot, params: Any = None) -> Result:
-        raise NotImplementedError
+        """The result for this snapshot: pure, no I/O."""
 
     def judge(self, snapshot: RepoSnapshot, params: Any) -> Result:
         """evaluate(), with a source GitHub would not give turned into an unknown result."""

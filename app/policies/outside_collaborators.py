@@ -5,8 +5,6 @@ from __future__ import annotations
 import builtins
 from typing import Any, ClassVar, Literal
 
-from pydantic import field_validator
-
 from app.policies.base import (
     DOCS_URL,
     Needs,
@@ -16,7 +14,7 @@ from app.policies.base import (
     RepoSnapshot,
     Result,
 )
-from app.sources.collaborators import PERMISSIONS, SOURCE, normalize_logins, rank
+from app.sources.collaborators import PERMISSIONS, SOURCE, AllowedLogins, rank
 
 TYPE = "outside_collaborators"
 # Offenders listed in the message and details.
@@ -28,12 +26,7 @@ class OutsideCollaboratorsParams(Params):
     forbidden_permission: Literal["read", "triage", "write", "push", "maintain", "admin"] = (
         "admin")
     # Logins exempt, compared case-insensitively.
-    allow: tuple[str, ...] = ()
-
-    @field_validator("allow")
-    @classmethod
-    def _allow(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return normalize_logins(value)
+    allow: AllowedLogins = ()
 
 
 DEFAULT_PARAMS = OutsideCollaboratorsParams()

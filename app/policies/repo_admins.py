@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, StrictInt, field_validator
+from pydantic import Field, StrictInt
 
 from app.policies.base import (
     DOCS_URL,
@@ -16,7 +16,7 @@ from app.policies.base import (
     RepoSnapshot,
     Result,
 )
-from app.sources.collaborators import SOURCE, normalize_logins, rank
+from app.sources.collaborators import SOURCE, AllowedLogins, rank
 
 TYPE = "repo_admins"
 ADMIN = rank("admin")
@@ -28,12 +28,7 @@ class RepoAdminsParams(Params):
     min_admin_teams: Annotated[StrictInt, Field(ge=0)] = 1
     max_individual_admins: Annotated[StrictInt, Field(ge=0)] = 0
     # Logins not counted as individual admins (case-insensitive), e.g. a break-glass account.
-    allow: tuple[str, ...] = ()
-
-    @field_validator("allow")
-    @classmethod
-    def _allow(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return normalize_logins(value)
+    allow: AllowedLogins = ()
 
 
 DEFAULT_PARAMS = RepoAdminsParams()

@@ -24,13 +24,12 @@ from sqlalchemy import select
 
 from app.config import ConfigError, OrgConfig, parse_config
 from app.config.loader import ConfigProblem
-from app.db.models import ActionLog, Installation, Repository, Violation
-from app.github.errors import describe_error
+from app.db.models import Installation, Repository, Violation
 from app.github.paths import repo_path
 from app.services.config import CONFIG_PATH, CONFIG_REPO, config_for
 from app.services.config_preview import Preview, merged, preview, preview_markdown
 from app.services.context import Services
-from app.services.pull_publish import CheckTarget, set_check_run
+from app.services.pull_publish import CheckTarget, refused, set_check_run
 from app.services.pull_report import CheckOutput
 from app.services.queue import ahead_of_bulk
 from app.yamlsafe import MAX_BYTES
@@ -164,16 +163,8 @@ async def check_config(svc: Services, installation_id: int, repo_id: int, sha: s
     except gidgethub.BadRequest as exc:
         if int(exc.status_code) not in (403, 404):
             raise
-        detail = (f"config check on {sha[:7]}: GitHub refused ({describe_error(exc)}); if "
-                  "the installation has not accepted the App's `checks: write` permission, "
-                  "an organization owner accepts it in the App's installation settings")
-        async with svc.db() as db, db.begin():
-            repo = await db.get(Repository, repo_id)
-            db.add(ActionLog(installation_id=installation_id, repository_id=repo_id,
-                             repository=repo.full_name if repo else None, action=CONFIG_CHECK,
-                             status="failed", detail=detail[:4000]))
-        log.warning("%s", detail)
-        return f"failed: {describe_error(exc)}"
+        return await refused(svc, installation_id, repo_id, CONFIG_CHECK,
+                             f"config check on {sha[:7]}", exc, "permission `checks: write`")
 
 
 async def _check_config(svc: Services, installation_id: int, repo_id: int, sha: str,

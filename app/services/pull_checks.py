@@ -33,7 +33,6 @@ from sqlalchemy import select
 
 from app.config import OrgConfig, PolicyConfig
 from app.db.models import ActionLog, Installation, PullCheck, Repository
-from app.github.errors import describe_error
 from app.github.paths import repo_path
 from app.policies import Needs, RepoSnapshot, Result
 from app.services.config import config_for
@@ -41,14 +40,18 @@ from app.services.context import Services
 from app.services.judging import judge, policy_needs, scanned
 from app.services.links import repo_page_url
 from app.services.pull_events import MERGE_GROUP_TTL, merge_group_key, pull_key
-from app.services.pull_publish import BLOCK, CheckTarget, digest, set_check_runs, set_comment
+from app.services.pull_publish import (
+    BLOCK,
+    CheckTarget,
+    digest,
+    refused,
+    set_check_runs,
+    set_comment,
+)
 from app.services.pull_report import CHECK_NAME, Judged, comment_body, on_head
 from app.services.queue import exclusive
-from app.services.snapshot import (
-    fetch_one,
-    fetch_org_workflow_permissions,
-    fetch_workflow_permissions,
-)
+from app.services.rest_reads import fetch_org_workflow_permissions, fetch_workflow_permissions
+from app.services.snapshot import fetch_one
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,10 @@ class PullPlan:
     needs: Needs
     fingerprint: str
     cfg: OrgConfig | None = None
+
+
+# What a refused check of a pull request most often lacks.
+PULL_PERMISSIONS = "permissions `checks: write` and `pull_requests: write`"
 
 
 def commit_key(repo_id: int, sha: str) -> str:
@@ -213,23 +220,6 @@ async def _load(svc: Services, installation_id: int, repo_id: int
     return inst, repo, cfg
 
 
-async def _refused(svc: Services, installation_id: int, repo_id: int, label: str,
-                   exc: gidgethub.BadRequest) -> str:
-    """GitHub refused a read or write (403: most often an installation that has not
-    accepted the App's `checks` / `pull_requests` permissions yet; 404: gone). Retrying
-    cannot help: it is recorded, and the next event for the pull request tries again."""
-    detail = (f"{label}: GitHub refused ({describe_error(exc)}); if the installation has not "
-              "accepted the App's permissions `checks: write` and `pull_requests: write`, "
-              "an organization owner accepts them in the App's installation settings")
-    async with svc.db() as db, db.begin():
-        repo = await db.get(Repository, repo_id)
-        db.add(ActionLog(installation_id=installation_id, repository_id=repo_id,
-                         repository=repo.full_name if repo else None, action=BLOCK,
-                         status="failed", detail=detail[:4000]))
-    log.warning("%s", detail)
-    return f"failed: {describe_error(exc)}"
-
-
 async def check_pull(svc: Services, installation_id: int, repo_id: int, number: int) -> str:
     async with exclusive(svc.redis, pull_key(repo_id, number)):
         try:
@@ -237,7 +227,8 @@ async def check_pull(svc: Services, installation_id: int, repo_id: int, number: 
         except gidgethub.BadRequest as exc:
             if int(exc.status_code) not in (403, 404):
                 raise
-            return await _refused(svc, installation_id, repo_id, f"#{number}", exc)
+            return await refused(svc, installation_id, repo_id, BLOCK, f"#{number}", exc,
+                                 PULL_PERMISSIONS)
 
 
 async def _check_pull(svc: Services, installation_id: int, repo_id: int, number: int) -> str:
@@ -331,8 +322,8 @@ async def check_merge_group(svc: Services, installation_id: int, repo_id: int,
         except gidgethub.BadRequest as exc:
             if int(exc.status_code) not in (403, 404):
                 raise
-            return await _refused(svc, installation_id, repo_id,
-                                  f"merge group ({head_sha[:7]})", exc)
+            return await refused(svc, installation_id, repo_id, BLOCK,
+                                 f"merge group ({head_sha[:7]})", exc, PULL_PERMISSIONS)
 
 
 async def _check_merge_group(svc: Services, installation_id: int, repo_id: int,

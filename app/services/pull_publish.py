@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,10 +21,13 @@ import gidgethub
 from gidgethub.abc import GitHubAPI
 
 from app.config import PolicyConfig
-from app.db.models import Installation, Repository, utcnow
+from app.db.models import ActionLog, Installation, Repository, utcnow
+from app.github.errors import describe_error
 from app.github.paths import repo_path
 from app.services.context import Services
 from app.services.pull_report import COMMENT_MARKER, CheckOutput, Judged, check_output
+
+log = logging.getLogger(__name__)
 
 BLOCK = "block-prs"
 # Told of each write: (action, policies, what was done, the URL of what was written).
@@ -55,6 +59,23 @@ class CheckTarget:
     def label(self) -> str:
         where = f"#{self.number}" if self.number is not None else "merge group"
         return f"{where} ({self.sha[:7]})"
+
+
+async def refused(svc: Services, installation_id: int, repo_id: int, action: str, label: str,
+                  exc: gidgethub.BadRequest, permissions: str) -> str:
+    """GitHub refused a read or write (403: most often an installation that has not
+    accepted the App's `permissions` yet; 404: gone). Retrying cannot help: it is recorded
+    in the action log, and the next event tries again."""
+    detail = (f"{label}: GitHub refused ({describe_error(exc)}); if the installation has not "
+              f"accepted the App's {permissions}, an organization owner accepts them in the "
+              "App's installation settings")
+    async with svc.db() as db, db.begin():
+        repo = await db.get(Repository, repo_id)
+        db.add(ActionLog(installation_id=installation_id, repository_id=repo_id,
+                         repository=repo.full_name if repo else None, action=action,
+                         status="failed", detail=detail[:4000]))
+    log.warning("%s", detail)
+    return f"failed: {describe_error(exc)}"
 
 
 # ----------------------------------------------------------------------------- check runs

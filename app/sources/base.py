@@ -157,7 +157,9 @@ class Source(Generic[V]):
         return None
 
     def from_json(self, data: Any) -> V:
-        raise NotImplementedError
+        """The view back from what to_json kept. Only a source whose to_json keeps
+        something is ever asked, so the two come in pairs."""
+        raise TypeError(f"source {self.name!r} keeps nothing (to_json) to read back")
 
     def of(self, snapshot: Any) -> V:
         """This source's view in a snapshot; raises SourceUnreadable when GitHub would not

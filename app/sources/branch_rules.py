@@ -61,37 +61,6 @@ class AllBranchRules:
         return self.branches[branch or self.default_branch]
 
 
-def _enabled(data: Any, key: str) -> bool:
-    value = data.get(key) if isinstance(data, dict) else None
-    return bool(value.get("enabled")) if isinstance(value, dict) else bool(value)
-
-
-def parse_classic(data: Mapping[str, Any]) -> Protection:
-    reviews = data.get("required_pull_request_reviews")
-    checks = data.get("required_status_checks")
-    contexts: tuple[str, ...] | None = None
-    if isinstance(checks, dict):
-        names = [str(c) for c in checks.get("contexts") or []]
-        names += [str(c.get("context")) for c in checks.get("checks") or []
-                  if isinstance(c, dict) and c.get("context")]
-        contexts = tuple(dict.fromkeys(names))
-    return Protection(
-        required_approving_review_count=int(reviews.get("required_approving_review_count") or 0)
-        if isinstance(reviews, dict) else None,
-        dismiss_stale_reviews=isinstance(reviews, dict)
-        and bool(reviews.get("dismiss_stale_reviews")),
-        require_code_owner_reviews=isinstance(reviews, dict)
-        and bool(reviews.get("require_code_owner_reviews")),
-        required_status_checks=contexts,
-        enforce_admins=_enabled(data, "enforce_admins"),
-        # allow_force_pushes.enabled false means blocked.
-        blocks_force_pushes=not _enabled(data, "allow_force_pushes"),
-        blocks_deletions=not _enabled(data, "allow_deletions"),
-        required_signatures=_enabled(data, "required_signatures"),
-        required_conversation_resolution=_enabled(data, "required_conversation_resolution"),
-    )
-
-
 RULE_FIELDS = ("pattern requiresApprovingReviews requiredApprovingReviewCount "
                "dismissesStaleReviews requiresCodeOwnerReviews requiresStatusChecks "
                "requiredStatusCheckContexts isAdminEnforced allowsForcePushes allowsDeletions "

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 from urllib.parse import quote
+
+from pydantic import AfterValidator
 
 from app.sources.base import Needs, Reader, RepoRef, Source, Unreadable
 
@@ -38,6 +40,10 @@ def normalize_logins(values: tuple[str, ...]) -> tuple[str, ...]:
     if "" in out:
         raise ValueError("a blank login in the list")
     return out
+
+
+# An allow-list of logins in a policy's parameters: normalized as it is validated.
+AllowedLogins = Annotated[tuple[str, ...], AfterValidator(normalize_logins)]
 
 
 @dataclass(frozen=True)
